@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make study` (the whole study, default profile, reports in
+# reports/) and `make test`. Both create the virtual environment .venv on first use.
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= default
+STAMP   := $(VENV)/.serlib-installed
+
+# Data: $SERLIB_DATA wins; else the development/CI copies beside the checkout; else data/.
+SHARED := $(abspath $(CURDIR)/../shared)
+ifeq ($(origin SERLIB_DATA), undefined)
+  ifneq ($(wildcard $(SHARED)/corpora),)
+    export SERLIB_DATA := $(SHARED)/corpora
+  endif
+endif
+ifeq ($(origin SERLIB_SPLITS), undefined)
+  ifneq ($(wildcard $(SHARED)/splits),)
+    export SERLIB_SPLITS := $(SHARED)/splits
+  endif
+endif
+
+.PHONY: study smoke test bench lab venv clean-reports
+
+study: $(STAMP)
+	$(PY) -m serlib.study --params $(PROFILE)
+
+smoke: $(STAMP)
+	$(PY) -m serlib.study --params smoke
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/encoder_throughput.py
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+venv: $(STAMP)
+
+# torch==2.13.0 first: an unpinned torch would pull gigabytes of CUDA packages on a CPU machine.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+clean-reports:
+	rm -rf reports/*.html reports/*.ipynb reports/results.csv reports/run.json reports/failed

@@ -1,0 +1,94 @@
+"""Training and applying a classifier head on cached encoder features, for any study.
+
+Features come either pooled ([N, ...] arrays, one vector per utterance) or as frames (a list of
+[layers, frames, dim] tensors of different lengths); `collate` pads frames and returns a mask, so
+heads that pool themselves (mean, attentive, QKV) see exactly the real frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .metrics import classification_metrics
+from .train import TrainConfig, TrainResult, fit
+
+
+class FeatureDataset(Dataset):
+    """(features, label index) pairs; features are pooled rows of an array or per-utterance frames."""
+
+    def __init__(self, features: np.ndarray | Sequence[torch.Tensor], labels: Sequence[int]):
+        if len(features) != len(labels):
+            raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
+        self.features = features
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return torch.as_tensor(self.features[i]).float(), self.labels[i]
+
+
+def collate(items) -> dict[str, torch.Tensor]:
+    """Stack pooled vectors, or pad frame sequences on the time axis (dim -2) and add a frame mask."""
+    xs, ys = zip(*items)
+    y = torch.stack(ys)
+    if all(x.shape == xs[0].shape for x in xs) and xs[0].dim() <= 2:
+        return {"x": torch.stack(xs), "y": y}
+    longest = max(x.shape[-2] for x in xs)
+    x = torch.zeros(len(xs), *xs[0].shape[:-2], longest, xs[0].shape[-1])
+    mask = torch.zeros(len(xs), longest, dtype=torch.bool)
+    for i, item in enumerate(xs):
+        x[i, ..., : item.shape[-2], :] = item
+        mask[i, : item.shape[-2]] = True
+    return {"x": x, "mask": mask, "y": y}
+
+
+def _logits(model, batch) -> torch.Tensor:
+    return model(batch["x"], batch["mask"]) if "mask" in batch else model(batch["x"])
+
+
+def cross_entropy_loss(model, batch) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(_logits(model, batch), batch["y"])
+
+
+@torch.no_grad()
+def predict(model, dataset: FeatureDataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class indices, class probabilities) for every item, in order."""
+    model.eval()
+    device = next(model.parameters()).device
+    probs = []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        probs.append(torch.softmax(_logits(model, batch).float(), dim=-1).cpu())
+    p = torch.cat(probs).numpy()
+    return p.argmax(axis=1), p
+
+
+def accuracy_metrics(n_classes: int):
+    """An evaluate_fn for the trainer: WA/UA/macro-F1 of a classifier on a validation loader."""
+
+    @torch.no_grad()
+    def evaluate(model, loader) -> dict[str, float]:
+        model.eval()
+        device = next(model.parameters()).device
+        y_true, y_pred = [], []
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            y_pred.append(_logits(model, batch).argmax(-1).cpu())
+            y_true.append(batch["y"].cpu())
+        model.train()
+        metrics = classification_metrics(torch.cat(y_true).numpy(), torch.cat(y_pred).numpy(), list(range(n_classes)))
+        return {k: float(v) for k, v in metrics.items() if k != "n"}
+
+    return evaluate
+
+
+def fit_classifier(model, train: FeatureDataset, valid: FeatureDataset | None, n_classes: int,
+                   config: TrainConfig) -> TrainResult:
+    """Cross-entropy training of `model` with the shared trainer (validation picks and averages checkpoints)."""
+    return fit(model, train, valid, cross_entropy_loss, accuracy_metrics(n_classes), config, collate_fn=collate)

@@ -1,0 +1,1 @@
+"""Models: backbones, pooling and heads, and the study methods built on them."""

@@ -1,0 +1,45 @@
+"""Interactive plotly figures shared by the notebooks (kept out of models and trainers)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+
+def setup_plotly() -> None:
+    """Figures that show in JupyterLab and survive nbconvert's HTML export (plotly.js embedded once)."""
+    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.templates.default = "plotly_white"
+
+
+def confusion_figure(cms: dict[str, pd.DataFrame], normalise: bool = True, title: str = "") -> go.Figure:
+    """Side-by-side confusion matrices (rows = true class, columns = predicted), counts on hover."""
+    fig = make_subplots(rows=1, cols=len(cms), subplot_titles=list(cms), horizontal_spacing=0.12)
+    for col, cm in enumerate(cms.values(), start=1):
+        shown = cm.div(cm.sum(axis=1).replace(0, 1), axis=0) if normalise else cm
+        fig.add_trace(
+            go.Heatmap(
+                z=shown.values, x=list(cm.columns), y=list(cm.index), customdata=cm.values,
+                colorscale="Blues", zmin=0, zmax=1 if normalise else None, showscale=col == len(cms),
+                text=[[f"{v:.2f}" if normalise else f"{v:d}" for v in r] for r in shown.values],
+                texttemplate="%{text}",
+                hovertemplate="true %{y}<br>predicted %{x}<br>count %{customdata}<extra></extra>",
+            ),
+            row=1, col=col,
+        )
+        fig.update_yaxes(autorange="reversed", title_text="true" if col == 1 else None, row=1, col=col)
+        fig.update_xaxes(title_text="predicted", row=1, col=col)
+    fig.update_layout(title=title, height=420, width=max(480, 440 * len(cms)))
+    return fig
+
+
+def fold_bars(table: pd.DataFrame, x: str, y: str, color: str, title: str, chance: float | None = None) -> go.Figure:
+    """Grouped bars of a metric per fold (or per layer, per method...), with a chance line if given."""
+    fig = px.bar(table, x=x, y=y, color=color, barmode="group", title=title, text_auto=".1f")
+    if chance is not None:
+        fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", annotation_position="top left")
+    fig.update_layout(height=420)
+    return fig
