@@ -121,8 +121,8 @@ class FeatureCache:
         whisper = self.whisper
         encoder = whisper.model.model.encoder
         mels = [log_mel(whisper.feature_extractor, load_audio(row.path)) for row, _ in
-                tqdm(todo, desc=f"log-mel ({self.model_name})", disable=not progress, mininterval=2)]
-        bar = tqdm(total=len(todo), desc=f"encoding ({self.model_name})", disable=not progress, mininterval=2)
+                tqdm(todo, desc=f"log-mel ({self.model_name})", disable=not progress, mininterval=10)]
+        bar = tqdm(total=len(todo), desc=f"encoding ({self.model_name})", disable=not progress, mininterval=10)
         for batch in length_batches([m.shape[-1] for m in mels], self.batch_frames):
             states, mask = encode_batch(encoder, [mels[i] for i in batch])
             for j, i in enumerate(batch):

@@ -174,3 +174,18 @@ def record_results(
     merged = merged.sort_values("notebook", kind="stable").reset_index(drop=True)
     atomic_write_text(path, merged[RESULT_COLUMNS].to_csv(index=False, lineterminator="\n"))
     return path
+
+
+def restore_results(notebook: str, previous: pd.DataFrame, reports_dir: str | os.PathLike | None = None) -> Path:
+    """Put a notebook's rows back as they were before a run of it that failed (none if it had none).
+
+    A notebook may record its numbers before a later cell fails; the study runner then restores the
+    rows of the last good run, so results.csv always matches the reports beside it.
+    """
+    path = results_file(reports_dir)
+    old = load_results(reports_dir)
+    parts = [f for f in (old[old["notebook"] != notebook], previous[previous["notebook"] == notebook]) if not f.empty]
+    merged = pd.concat(parts, ignore_index=True) if parts else _empty()
+    merged = merged.sort_values("notebook", kind="stable").reset_index(drop=True)
+    atomic_write_text(path, merged[RESULT_COLUMNS].to_csv(index=False, lineterminator="\n"))
+    return path

@@ -29,7 +29,7 @@ from pathlib import Path
 from .params import load_profile, resolve_profile
 from .paths import PROJECT_ROOT
 from .report import FAILED_DIR, format_seconds, run_metadata, save_run, utc_now, write_index
-from .results import reports_path
+from .results import load_results, reports_path, restore_results
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 # The kernel name that means "this interpreter"; any other --kernel goes through jupyter's kernelspecs.
@@ -187,6 +187,7 @@ def run_notebook(
     if kernel == DEFAULT_KERNEL:
         engine_kwargs["kernel_manager_class"] = _venv_kernel_manager_class()
     entry.update(status="running", started=utc_now(), wall_s=None, error=None)
+    previous_results = load_results(reports_dir)
     with tempfile.TemporaryDirectory(dir=reports_dir, prefix=f".running-{name}-") as tmp:
         out_nb = Path(tmp) / f"{name}.ipynb"
         out_html = Path(tmp) / f"{name}.html"
@@ -223,6 +224,7 @@ def run_notebook(
                 entry["ipynb"] = f"{FAILED_DIR}/{name}.ipynb"
             if (reports_dir / f"{name}.html").is_file():
                 entry["previous_html"] = f"{name}.html"
+            restore_results(name, previous_results, reports_dir)
             return False
         except BaseException:  # KeyboardInterrupt: record it, then let it end the run
             entry["wall_s"] = round(time.monotonic() - start, 3)
@@ -240,6 +242,7 @@ def run_notebook(
             entry["ipynb"] = f"{FAILED_DIR}/{name}.ipynb"
             if (reports_dir / f"{name}.html").is_file():
                 entry["previous_html"] = f"{name}.html"
+            restore_results(name, previous_results, reports_dir)
             return False
         entry["wall_s"] = round(time.monotonic() - start, 3)
         entry["finished"] = utc_now()

@@ -226,7 +226,10 @@ def test_session_folds_and_next_session_validation():
 
     folds = make_folds(m, {"kind": "session", "valid": 0.25, "seed": 1})
     for fold in folds:
-        assert len(_speakers(m, fold.valid)) == 2  # a quarter of the 8 training speakers
+        # whole speakers until at least a quarter of the training utterances are held out
+        before = len(fold.train) + len(fold.valid)
+        largest = m["speaker"].value_counts().max()
+        assert 0.25 * before <= len(fold.valid) < 0.25 * before + largest
         _check_partition(m, fold)
 
 
@@ -284,7 +287,7 @@ def test_speaker_groups_disjoint_cover_balanced_deterministic():
 def test_validation_speakers():
     m = toy({f"s{i}": 5 for i in range(8)})
     folds = make_folds(m, {"kind": "speaker_groups", "k": 4, "valid": 0.5, "seed": 0})
-    for fold in folds:
+    for fold in folds:  # half of 30 training utterances = 3 of the 6 training speakers
         assert len(_speakers(m, fold.valid)) == 3 and len(_speakers(m, fold.train)) == 3
         _check_partition(m, fold)
     with pytest.raises(ValueError, match="cannot hold out 6"):
@@ -367,3 +370,19 @@ def test_fold_table():
     row = table.iloc[0]
     assert row["n_test"] == sum(row[f"test_{e}"] for e in EMOS)
     assert row["test_neutral"] == int((m.loc[folds[0].test, "emotion"] == "neutral").sum())
+
+
+def test_validation_utterances_only_for_protocols_that_share_speakers():
+    m = toy({f"s{i}": 10 for i in range(6)})
+    with pytest.raises(ValueError, match="allow_speaker_overlap"):
+        make_folds(m, {"kind": "speaker_groups", "k": 3, "valid_utterances": 0.2})
+    folds = make_folds(m, {"kind": "speaker_groups", "k": 3, "valid_utterances": 0.2,
+                           "allow_speaker_overlap": True, "seed": 0})
+    for fold in folds:
+        assert not fold.speaker_independent and "validation utterances" in fold.note
+        assert len(fold.valid) > 0 and not set(fold.valid) & set(fold.train)
+        assert not set(_speakers(m, fold.valid)) & set(_speakers(m, fold.test))
+        # stratified by class: every class of the training part keeps most of its rows
+        emotion = m["emotion"].to_numpy()
+        for label in set(emotion[fold.valid]):
+            assert (emotion[fold.train] == label).sum() > (emotion[fold.valid] == label).sum()

@@ -28,6 +28,6 @@ def test_smoke_profile_prepares_real_corpora(data_root, splits_root, monkeypatch
     folds = protocol_folds(ravdess, "emobox", P)
     assert len(folds) == 2 and all(f.speaker_independent for f in folds)
     urdu = prepare_corpus("urdu", P)
-    leaky = protocol_folds(urdu, "emobox", P)
+    leaky = protocol_folds(urdu, "emobox_leaky", P)
     assert not leaky[0].speaker_independent
     assert all(f.speaker_independent for f in protocol_folds(urdu, "speaker_groups", P))

@@ -173,6 +173,25 @@ def test_failing_notebook_stops_the_run(tmp_path, capsys):
     assert not (reports / "failed").exists()
 
 
+def test_a_failed_run_leaves_the_last_good_results(tmp_path, capsys):
+    nbs = tmp_path / "notebooks"
+    record = ("from serlib.results import record_results\n"
+              "record_results([dict(corpus='c', protocol='p', model='m', method='x', fold='pooled', "
+              "metric='UA', value=0.1)], 'second', reports_dir)")
+    make_notebook(nbs / "second.ipynb", record, "raise ValueError('after recording')")
+    profile = write_profile(tmp_path / "tiny.yaml", ["second"])
+    reports = tmp_path / "reports"
+    good = [dict(corpus="c", protocol="p", model="m", method="x", fold="pooled", metric="UA", value=0.9)]
+    record_results(good, "second", reports)
+    record_results([dict(good[0], value=0.5)], "other", reports)
+
+    code, _, err = run(["--params", profile, "--reports", reports], nbs, capsys)
+
+    assert code == 1 and "after recording" in err
+    results = pd.read_csv(reports / "results.csv").set_index("notebook")["value"].to_dict()
+    assert results == {"other": 0.5, "second": 0.9}
+
+
 # ----------------------------------------------------------------------------------- selection
 def test_select_notebooks(tmp_path):
     for name in ("00_data", "01_baselines", "02_whisper_er"):

@@ -14,8 +14,10 @@ A fold spec is a plain dict (one section of a parameter profile), dispatched on 
   `1001_DFA_ANG_XX.wav`). A manifest row without a key is an error unless `missing: drop` leaves
   it out; keys of the file that the manifest lacks (e.g. classes not selected) are ignored.
 
-Common options: `valid` ("none", `session`, a fraction of the training speakers, or a number of them;
-`valid_speakers: n` is the same as `valid: n`), `seed`, `max_folds` (the first n folds, for quick
+Common options: `valid` ("none", `session`, a number of training speakers, or a fraction: the share
+of training utterances to reach with whole speakers; `valid_speakers: n` is the same as `valid: n`),
+`valid_utterances` (a class-stratified share of training utterances, for protocols that already share
+speakers: needs `allow_speaker_overlap`), `seed`, `max_folds` (the first n folds, for quick
 profiles) and `allow_speaker_overlap` (a fold that shares speakers between its parts is then marked
 `speaker_independent=False` with a note, instead of raising SpeakerLeakError).
 
@@ -272,17 +274,45 @@ def _valid_count(spec: dict) -> float | int | None:
 
 
 def _hold_out(m: pd.DataFrame, train: np.ndarray, test: np.ndarray, amount, seed: int, fold: str):
-    """Training speakers moved to validation, chosen among those that are not test speakers."""
+    """Training speakers moved to validation, chosen among those that are not test speakers.
+
+    An int is a number of speakers; a fraction is a share of the training *utterances*, reached with
+    whole speakers drawn in a seeded order (so a few speakers with one or two utterances each cannot
+    leave a validation set too small to choose checkpoints with).
+    """
     speaker = _require(m, "speaker", "a validation set of held-out speakers")
     candidates = sorted(set(speaker[train]) - set(speaker[test]))
-    n = max(1, round(amount * len(candidates))) if isinstance(amount, float) else amount
-    if n >= len(candidates):
+    order = [str(s) for s in np.random.default_rng(seed).permutation(candidates)]
+    if isinstance(amount, float):
+        counts = pd.Series(speaker[train]).value_counts()
+        chosen, total = [], 0
+        for spk in order:
+            if total >= amount * len(train):
+                break
+            chosen.append(spk)
+            total += int(counts[spk])
+    else:
+        chosen = order[:amount]
+    if not chosen or len(chosen) < (amount if isinstance(amount, int) else 1) or len(chosen) >= len(set(speaker[train])):
+        wanted = f"{amount:.0%} of the training utterances as" if isinstance(amount, float) else amount
         raise ValueError(
-            f"fold {fold}: cannot hold out {n} validation speaker(s) from {len(candidates)} training "
-            "speakers (some must stay for training)"
+            f"fold {fold}: cannot hold out {wanted} validation speakers among the {len(candidates)} "
+            "training speakers that are not test speakers; some must stay for training"
         )
-    chosen = np.random.default_rng(seed).choice(candidates, size=n, replace=False)
     in_valid = np.isin(speaker[train], chosen)
+    return train[~in_valid], train[in_valid]
+
+
+def _hold_out_utterances(m: pd.DataFrame, train: np.ndarray, fraction: float, seed: int):
+    """A seeded, class-stratified share of training utterances, for protocols that already share speakers."""
+    emotion = m["emotion"].astype(str).to_numpy()[train]
+    rng = np.random.default_rng(seed)
+    valid = []
+    for label in sorted(set(emotion)):
+        members = train[emotion == label]
+        n = min(int(round(fraction * len(members))), len(members) - 1)
+        valid.extend(rng.choice(members, size=n, replace=False).tolist())
+    in_valid = np.isin(train, valid)
     return train[~in_valid], train[in_valid]
 
 
@@ -303,18 +333,28 @@ def make_folds(
     amount = None if kind == "session" and spec.get("valid") == "session" else _valid_count(spec)
     seed = int(spec.get("seed", 0))
     allow = bool(spec.get("allow_speaker_overlap", False))
+    share = spec.get("valid_utterances")
+    if share is not None:
+        if not allow:
+            raise ValueError("valid_utterances puts training speakers into validation: it needs "
+                             "allow_speaker_overlap: true (use valid or valid_speakers otherwise)")
+        if amount is not None or isinstance(share, bool) or not 0 < float(share) < 1:
+            raise ValueError("valid_utterances must be a fraction in (0, 1), given instead of valid/valid_speakers")
 
     folds = []
     for i, (name, train, test, valid, note) in enumerate(built):
         if len(test) == 0:
             raise ValueError(f"fold {name} ({kind}) has an empty test set")
+        notes = [note] if note else []
         if valid is None:
             valid = np.zeros(0, dtype=np.int64)
-            if amount is not None:
+            if share is not None:
+                train, valid = _hold_out_utterances(m, train, float(share), seed + i)
+                notes.append("validation utterances drawn from the training speakers")
+            elif amount is not None:
                 train, valid = _hold_out(m, train, test, amount, seed + i, name)
         if len(train) == 0:
             raise ValueError(f"fold {name} ({kind}) has an empty training set")
-        notes = [note] if note else []
         fold = Fold(name, train, valid, test, True, "")
         try:
             assert_speaker_independent(m, fold)

@@ -26,6 +26,8 @@ from transformers import (
     WhisperTokenizer,
 )
 
+from transformers.utils import logging as hf_logging
+
 from ..paths import cache_root
 from .ct2 import read_ct2, whisper_dims, whisper_state_dict
 
@@ -165,7 +167,11 @@ def convert_ct2_whisper(size: str, out_dir: Path) -> Path:
 
 
 def _from_folder(folder: Path, name: str, source: str, dtype: torch.dtype) -> Whisper:
-    model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    hf_logging.disable_progress_bar()  # a per-tensor loading bar says nothing in a report
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    finally:
+        hf_logging.enable_progress_bar()
     return Whisper(
         name=name,
         model=model.eval(),
