@@ -1,7 +1,7 @@
 """Training and applying a classifier head on cached encoder features, for any study.
 
 Features come either pooled ([N, ...] arrays, one vector per utterance) or as frames (a list of
-[layers, frames, dim] tensors of different lengths); `collate` pads frames and returns a mask, so
+[layers, frames, dim] tensors of different lengths); frames are padded into batches with a mask, so
 heads that pool themselves (mean, attentive, QKV) see exactly the real frames.
 """
 
@@ -18,13 +18,20 @@ from .train import TrainConfig, TrainResult, fit
 
 
 class FeatureDataset(Dataset):
-    """(features, label index) pairs; features are pooled rows of an array or per-utterance frames."""
+    """(features, label index) pairs: pooled rows of an array, or per-utterance frame sequences.
+
+    An array holds pooled features (one row per utterance, any trailing shape); a list of tensors
+    holds frames ([..., frames, dim], lengths differ). Which one it is decides how batches are made,
+    never the shapes of a batch (a batch of equally long utterances still gets its mask).
+    """
 
     def __init__(self, features: np.ndarray | Sequence[torch.Tensor], labels: Sequence[int]):
         if len(features) != len(labels):
             raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
         self.features = features
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.frames = not isinstance(features, (np.ndarray, torch.Tensor))
+        self.collate = collate_frames if self.frames else collate_pooled
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -33,19 +40,22 @@ class FeatureDataset(Dataset):
         return torch.as_tensor(self.features[i]).float(), self.labels[i]
 
 
-def collate(items) -> dict[str, torch.Tensor]:
-    """Stack pooled vectors, or pad frame sequences on the time axis (dim -2) and add a frame mask."""
+def collate_pooled(items) -> dict[str, torch.Tensor]:
+    """Stack pooled feature rows."""
     xs, ys = zip(*items)
-    y = torch.stack(ys)
-    if all(x.shape == xs[0].shape for x in xs) and xs[0].dim() <= 2:
-        return {"x": torch.stack(xs), "y": y}
+    return {"x": torch.stack(xs), "y": torch.stack(ys)}
+
+
+def collate_frames(items) -> dict[str, torch.Tensor]:
+    """Pad frame sequences on the time axis (dim -2) and add the frame mask [B, T]."""
+    xs, ys = zip(*items)
     longest = max(x.shape[-2] for x in xs)
     x = torch.zeros(len(xs), *xs[0].shape[:-2], longest, xs[0].shape[-1])
     mask = torch.zeros(len(xs), longest, dtype=torch.bool)
     for i, item in enumerate(xs):
         x[i, ..., : item.shape[-2], :] = item
         mask[i, : item.shape[-2]] = True
-    return {"x": x, "mask": mask, "y": y}
+    return {"x": x, "mask": mask, "y": torch.stack(ys)}
 
 
 def _logits(model, batch) -> torch.Tensor:
@@ -62,7 +72,7 @@ def predict(model, dataset: FeatureDataset, batch_size: int = 64) -> tuple[np.nd
     model.eval()
     device = next(model.parameters()).device
     probs = []
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collate):
         batch = {k: v.to(device) for k, v in batch.items()}
         probs.append(torch.softmax(_logits(model, batch).float(), dim=-1).cpu())
     p = torch.cat(probs).numpy()
@@ -91,4 +101,4 @@ def accuracy_metrics(n_classes: int):
 def fit_classifier(model, train: FeatureDataset, valid: FeatureDataset | None, n_classes: int,
                    config: TrainConfig) -> TrainResult:
     """Cross-entropy training of `model` with the shared trainer (validation picks and averages checkpoints)."""
-    return fit(model, train, valid, cross_entropy_loss, accuracy_metrics(n_classes), config, collate_fn=collate)
+    return fit(model, train, valid, cross_entropy_loss, accuracy_metrics(n_classes), config, collate_fn=train.collate)
