@@ -170,6 +170,32 @@ def _print_summary(entries: list[dict], index: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------- run
+def _record_failure(name: str, entry: dict, error: dict, out_nb: Path, out_html: Path, reports_dir: Path,
+                    previous_results, render: bool) -> None:
+    """File a failed notebook: partial copy (and HTML if `render`) into failed/, error into `entry`.
+
+    The last good reports stay where they are, and the notebook's rows of results.csv are put back
+    as they were, so the table always matches the reports beside it.
+    """
+    failed_dir = reports_dir / FAILED_DIR
+    entry.update(finished=utc_now(), status="failed", error=error, ipynb=None, html=None)
+    for stale in (failed_dir / f"{name}.ipynb", failed_dir / f"{name}.html"):
+        stale.unlink(missing_ok=True)  # a fresh failure replaces an older one
+    if out_nb.is_file():
+        if render:
+            try:
+                export_html(out_nb, out_html)
+                _replace(out_html, failed_dir / f"{name}.html")
+                entry["html"] = f"{FAILED_DIR}/{name}.html"
+            except Exception as html_exc:  # noqa: BLE001
+                print(f"(could not render the partial notebook of {name}: {html_exc})", file=sys.stderr)
+        _replace(out_nb, failed_dir / f"{name}.ipynb")
+        entry["ipynb"] = f"{FAILED_DIR}/{name}.ipynb"
+    if (reports_dir / f"{name}.html").is_file():
+        entry["previous_html"] = f"{name}.html"
+    restore_results(name, previous_results, reports_dir)
+
+
 def run_notebook(
     name: str,
     notebooks_dir: Path,
@@ -206,25 +232,8 @@ def run_notebook(
             )
         except Exception as exc:  # noqa: BLE001 - any failure of the notebook stops the run
             entry["wall_s"] = round(time.monotonic() - start, 3)
-            entry["finished"] = utc_now()
-            entry["status"] = "failed"
-            entry["error"] = _failure_details(exc, out_nb)
-            entry["ipynb"] = entry["html"] = None
-            # A fresh failure replaces an older failure; the last good reports stay where they are.
-            for stale in (failed_dir / f"{name}.ipynb", failed_dir / f"{name}.html"):
-                stale.unlink(missing_ok=True)
-            if out_nb.is_file():
-                try:
-                    export_html(out_nb, out_html)
-                    _replace(out_html, failed_dir / f"{name}.html")
-                    entry["html"] = f"{FAILED_DIR}/{name}.html"
-                except Exception as html_exc:  # noqa: BLE001
-                    print(f"(could not render the partial notebook of {name}: {html_exc})", file=sys.stderr)
-                _replace(out_nb, failed_dir / f"{name}.ipynb")
-                entry["ipynb"] = f"{FAILED_DIR}/{name}.ipynb"
-            if (reports_dir / f"{name}.html").is_file():
-                entry["previous_html"] = f"{name}.html"
-            restore_results(name, previous_results, reports_dir)
+            _record_failure(name, entry, _failure_details(exc, out_nb), out_nb, out_html, reports_dir,
+                            previous_results, render=True)
             return False
         except BaseException:  # KeyboardInterrupt: record it, then let it end the run
             entry["wall_s"] = round(time.monotonic() - start, 3)
@@ -235,14 +244,9 @@ def run_notebook(
         try:
             export_html(out_nb, out_html)
         except Exception as exc:  # noqa: BLE001 - the notebook ran, but it has no report: a failure
-            entry.update(wall_s=round(time.monotonic() - start, 3), finished=utc_now(), status="failed", html=None)
-            entry["error"] = {"cell": None, "ename": type(exc).__name__, "evalue": f"HTML export failed: {exc}"}
-            (failed_dir / f"{name}.html").unlink(missing_ok=True)
-            _replace(out_nb, failed_dir / f"{name}.ipynb")
-            entry["ipynb"] = f"{FAILED_DIR}/{name}.ipynb"
-            if (reports_dir / f"{name}.html").is_file():
-                entry["previous_html"] = f"{name}.html"
-            restore_results(name, previous_results, reports_dir)
+            entry["wall_s"] = round(time.monotonic() - start, 3)
+            error = {"cell": None, "ename": type(exc).__name__, "evalue": f"HTML export failed: {exc}"}
+            _record_failure(name, entry, error, out_nb, out_html, reports_dir, previous_results, render=False)
             return False
         entry["wall_s"] = round(time.monotonic() - start, 3)
         entry["finished"] = utc_now()

@@ -54,7 +54,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-TQDM_MININTERVAL = 2.0  # seconds between progress-bar refreshes: keeps executed-notebook logs short
+TQDM_MININTERVAL = 10.0  # seconds between progress-bar refreshes: keeps executed-notebook logs short
 # Config fields that may differ when resuming (they do not change what is computed, or extend it).
 RESUMABLE_CHANGES = {"max_steps", "device", "precision", "out_dir", "resume", "progress", "num_workers",
                      "eval_batch_size"}

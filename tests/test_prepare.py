@@ -31,3 +31,41 @@ def test_smoke_profile_prepares_real_corpora(data_root, splits_root, monkeypatch
     leaky = protocol_folds(urdu, "emobox_leaky", P)
     assert not leaky[0].speaker_independent
     assert all(f.speaker_independent for f in protocol_folds(urdu, "speaker_groups", P))
+
+
+def test_every_profile_names_known_loaders_selections_and_fold_kinds():
+    from serlib.data.corpora import LOADERS
+    from serlib.data.folds import KINDS
+    from serlib.data.manifest import SELECTIONS
+    from serlib.params import PARAMS_DIR, load_profile
+
+    for path in sorted(PARAMS_DIR.glob("*.yaml")):
+        profile = load_profile(path)
+        corpora = profile["common"].get("corpora", {})
+        for notebook in profile["notebooks"]:
+            for name in profile[notebook].get("corpora_to_run", []):
+                assert name in corpora, f"{path.name}: {notebook} runs unknown corpus {name}"
+        for name, spec in corpora.items():
+            assert spec.get("loader", name) in LOADERS, f"{path.name}: {name}"
+            assert spec.get("selection") in (None, "all", *SELECTIONS), f"{path.name}: {name}"
+            for protocol, folds in spec.get("protocols", {}).items():
+                assert folds["kind"] in KINDS, f"{path.name}: {name}/{protocol}"
+
+
+def test_a_new_corpus_needs_only_a_csv(tmp_path):
+    """A profile entry {loader: csv, path: ...} makes a corpus of any folder of audio with labels."""
+    from tests.fixtures import write_audio
+
+    rows = ["path,emotion,speaker"]
+    for spk in ("a", "b", "c"):
+        for i, emotion in enumerate(("angry", "sad", "neutral", "angry")):
+            write_audio(tmp_path / "mine" / spk / f"{i}.wav", sr=22050, freq=300 + 50 * i)
+            rows.append(f"{spk}/{i}.wav,{emotion},{spk}")
+    (tmp_path / "mine" / "labels.csv").write_text("\n".join(rows) + "\n")
+    P = {"data_root": str(tmp_path), "seed": 0, "audio_policy": "fail",
+         "corpora": {"mine": {"loader": "csv", "path": "mine/labels.csv",
+                              "protocols": {"speakers": {"kind": "speaker"}}}}}
+    corpus = prepare_corpus("mine", P)
+    assert len(corpus.manifest) == 12 and corpus.classes == ["neutral", "sad", "angry"]
+    folds = protocol_folds(corpus, "speakers", P)
+    assert [len(f.test) for f in folds] == [4, 4, 4] and all(f.speaker_independent for f in folds)

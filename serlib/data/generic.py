@@ -1,7 +1,8 @@
 """Any corpus from a CSV: at least `path, emotion`, optionally the other manifest columns.
 
 Relative paths are resolved against `root` (default: the CSV's folder) and must stay inside it.
-Missing columns get defaults: utt_id = file stem, corpus = the argument, else the CSV's `corpus`
+Missing columns get defaults: utt_id = file stem (the path below the root, '/' as '-', when stems
+repeat across folders), corpus = the argument, else the CSV's `corpus`
 column, else the CSV's stem; speaker, gender, text, language, session = "". Without speakers,
 speaker-based folds refuse to run (folds.make_folds says so). Emotions go through `label_map` when
 given, else they must already be names of the shared vocabulary (compared lower-cased).
@@ -55,7 +56,9 @@ def load(
         df["corpus"] = csv_path.stem
     df["corpus"] = df["corpus"].str.strip().str.lower()
     if "utt_id" not in df:
-        df["utt_id"] = [Path(p).stem for p in df["path"]]
+        stems = [Path(p).stem for p in df["path"]]
+        relative = ["-".join(Path(p).relative_to(base).with_suffix("").parts) for p in df["path"]]
+        df["utt_id"] = stems if len(set(stems)) == len(stems) else relative
     for col in ("speaker", "text", "language", "session"):
         df[col] = df[col].str.strip() if col in df else ""
     gender = (
