@@ -67,7 +67,9 @@ class Whisper:
 
     @property
     def multilingual(self) -> bool:
-        return self.model.config.vocab_size >= 51865
+        """Whether the checkpoint has language and task tokens (English-only `.en` models do not)."""
+        flag = getattr(self.model.generation_config, "is_multilingual", None)
+        return bool(flag) if flag is not None else self.model.config.vocab_size >= 51865
 
 
 def whisper_size(name: str) -> str | None:

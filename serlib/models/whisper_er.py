@@ -1,0 +1,441 @@
+"""Whisper-ER and SerialMTL (Fukuda et al.): emotion, gender and text as tokens of the whole Whisper.
+
+The vocabulary gains one special token per emotion class and per gender; the decoder is trained to
+emit, after the usual prefix `<|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|>` (given,
+never scored), the tokens of the chosen tasks in the paper's order, then `<|endoftext|>`:
+
+    STL-SER  <|happy|> <|endoftext|>
+    STL-ASR  Really good . <|endoftext|>
+    STL-GR   <|male|> <|endoftext|>
+    A+G+S    Really good . <|male|> <|happy|> <|endoftext|>
+
+Cross-attention here masks the padding of variable-length encoder states (transformers' Whisper
+decoder passes no encoder mask: it always sees 30 s), so batches of real-length states from the
+feature cache decode exactly as each utterance alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+TASKS = ("asr", "gender", "ser")  # the paper's serial order: text, then gender, then emotion
+GENDER_TOKENS = ("male", "female")
+
+
+def special(name: str) -> str:
+    return f"<|{name}|>"
+
+
+# --- vocabulary -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ERVocabulary:
+    """Ids of the new task tokens and of the prefix, for one extended Whisper tokenizer."""
+
+    emotions: dict[str, int]  # class name -> token id
+    genders: dict[str, int]
+    prefix: list[int]  # start of transcript [, language, task], no timestamps
+    eot: int
+    init: str = ""  # how the new embedding rows were initialised, for reports
+
+    @property
+    def emotion_ids(self) -> list[int]:
+        return list(self.emotions.values())
+
+
+def extend_vocabulary(whisper, emotions: list[str], genders: tuple[str, ...] = GENDER_TOKENS,
+                      language: str | None = "en", init: str = "label") -> ERVocabulary:
+    """Add `<|emotion|>` / `<|gender|>` tokens to the tokenizer and grow the tied embedding matrix.
+
+    Pretrained rows are left untouched. New rows start as the mean embedding of the label's own
+    word pieces (" happy" -> its BPE tokens) when `init="label"`, so each new token begins near what
+    the decoder already associates with the word; `init="mean"` uses the mean of all pretrained rows.
+    Re-extending with tokens that exist already reuses their ids (nothing is added twice).
+    """
+    tok, model = whisper.tokenizer, whisper.model
+    names = [special(e) for e in emotions] + [special(g) for g in genders]
+    new = [n for n in names if n not in tok.get_vocab()]
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    complete_timestamps(tok, old_rows)
+    if new:
+        tok.add_tokens(new, special_tokens=True)
+    ids = dict(zip(names, tok.convert_tokens_to_ids(names)))
+    size = max(len(tok), old_rows)
+    if size > old_rows:
+        model.resize_token_embeddings(size, mean_resizing=False)
+        weight = model.get_input_embeddings().weight
+        with torch.no_grad():
+            mean = weight[:old_rows].mean(dim=0)
+            for name in new:
+                row = ids[name]
+                if init == "label":
+                    pieces = tok.encode(" " + name[2:-2], add_special_tokens=False)
+                    weight[row] = weight[pieces].mean(dim=0)
+                elif init == "mean":
+                    weight[row] = mean
+                else:
+                    raise ValueError(f"unknown init {init!r}: use 'label' or 'mean'")
+    model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
+    return ERVocabulary(
+        emotions={e: ids[special(e)] for e in emotions},
+        genders={g: ids[special(g)] for g in genders},
+        prefix=prefix_ids(whisper, language),
+        eot=tok.convert_tokens_to_ids("<|endoftext|>"),
+        init=init,
+    )
+
+
+def complete_timestamps(tokenizer, model_rows: int) -> None:
+    """Give the tokenizer the timestamp tokens <|0.00|> ... <|30.00|> it lacks, if it lacks them.
+
+    Some converted English-only tokenizers stop before the 1,501 timestamp tokens that the model's
+    embedding matrix still has rows for; new tokens would otherwise take those pretrained rows.
+    """
+    missing = model_rows - len(tokenizer)
+    if missing <= 0:
+        return
+    if missing != 1501:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model {model_rows} rows: "
+                         "not the 1,501 timestamp tokens, so new tokens cannot be placed safely")
+    tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(missing)], special_tokens=True)
+
+
+def prefix_ids(whisper, language: str | None) -> list[int]:
+    """The given decoder prefix; English-only checkpoints (no language/task tokens) get SOT + no-timestamps."""
+    tok = whisper.tokenizer
+    sot = tok.convert_tokens_to_ids("<|startoftranscript|>")
+    notimestamps = tok.convert_tokens_to_ids("<|notimestamps|>")
+    if not whisper.multilingual:
+        return [sot, notimestamps]
+    if not language:
+        raise ValueError("a multilingual Whisper needs the utterance language for its prefix")
+    lang = tok.convert_tokens_to_ids(special(language))
+    if lang is None or lang == tok.unk_token_id:
+        raise ValueError(f"Whisper has no language token {special(language)}")
+    return [sot, lang, tok.convert_tokens_to_ids("<|transcribe|>"), notimestamps]
+
+
+def randomise_decoder(model: nn.Module, seed: int) -> None:
+    """The paper's ablation (Table 5): every decoder weight re-initialised at random, encoder kept.
+
+    The token embeddings are the decoder's input and (tied) output layer, so they are re-drawn too.
+    """
+    torch.manual_seed(seed)
+    decoder = model.model.decoder
+    for module in decoder.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)):
+            model._init_weights(module)
+    # Whisper's decoder positions are learned: _init_weights leaves them, so draw them like tokens.
+    nn.init.normal_(decoder.embed_positions.weight, std=model.config.init_std)
+
+
+# --- targets ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Targets:
+    """A batch of teacher-forced sequences: inputs, scored labels and which task each label serves."""
+
+    input_ids: torch.Tensor  # [B, L] prefix + targets, without the final token
+    labels: torch.Tensor  # [B, L] next token, -100 where not scored (prefix, padding)
+    task: torch.Tensor  # [B, L] index into `tasks` of each scored label, -1 elsewhere
+    tasks: tuple[str, ...]
+
+
+def target_tokens(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], text: str = "",
+                  gender: str = "", emotion: str = "") -> list[tuple[int, int]]:
+    """(token id, task index) pairs after the prefix, in the paper's order, ending with <|endoftext|>.
+
+    `<|endoftext|>` is scored and counted with the last task of the sequence (for STL-SER, I = 2 as
+    in the paper): it is what closes that task's output.
+    """
+    unknown = set(tasks) - set(TASKS)
+    if unknown or not tasks:
+        raise ValueError(f"tasks {tasks} must be a non-empty subset of {TASKS}")
+    out: list[tuple[int, int]] = []
+    ordered = [t for t in TASKS if t in tasks]
+    for t in ordered:
+        i = ordered.index(t)
+        if t == "asr":
+            if not text.strip():
+                raise ValueError("the ASR task needs a transcript")
+            out += [(tid, i) for tid in tokenizer.encode(" " + text.strip(), add_special_tokens=False)]
+        elif t == "gender":
+            if gender not in vocab.genders:
+                raise ValueError(f"gender {gender!r} has no token; known: {list(vocab.genders)}")
+            out.append((vocab.genders[gender], i))
+        else:
+            if emotion not in vocab.emotions:
+                raise ValueError(f"emotion {emotion!r} has no token; known: {list(vocab.emotions)}")
+            out.append((vocab.emotions[emotion], i))
+    out.append((vocab.eot, len(ordered) - 1))
+    return out
+
+
+def build_targets(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], rows: list[dict],
+                  prefixes: list[list[int]] | None = None) -> Targets:
+    """Teacher-forcing tensors for a batch of utterances (dicts with text, gender, emotion)."""
+    ordered = tuple(t for t in TASKS if t in tasks)
+    seqs, roles = [], []
+    for i, row in enumerate(rows):
+        prefix = prefixes[i] if prefixes else vocab.prefix
+        pairs = target_tokens(vocab, tokenizer, ordered, row.get("text", ""), row.get("gender", ""),
+                              row.get("emotion", ""))
+        seqs.append(prefix + [t for t, _ in pairs])
+        roles.append([-1] * len(prefix) + [k for _, k in pairs])
+    length = max(len(s) for s in seqs) - 1
+    input_ids = torch.full((len(seqs), length), vocab.eot, dtype=torch.long)
+    labels = torch.full((len(seqs), length), -100, dtype=torch.long)
+    task = torch.full((len(seqs), length), -1, dtype=torch.long)
+    for b, (seq, role) in enumerate(zip(seqs, roles)):
+        n = len(seq) - 1
+        input_ids[b, :n] = torch.tensor(seq[:-1])
+        labels[b, :n] = torch.tensor(seq[1:])
+        task[b, :n] = torch.tensor(role[1:])
+        labels[b, :n][task[b, :n] < 0] = -100
+    return Targets(input_ids, labels, task, ordered)
+
+
+# --- losses -----------------------------------------------------------------------------------------
+
+
+def stl_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Equation 5: L = -sum_i log P(y_i | X) over the scored tokens of each utterance, batch mean."""
+    nll = nn.functional.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=-100, reduction="none")
+    return nll.sum(dim=1).mean()
+
+
+def serial_mtl_loss(logits: torch.Tensor, labels: torch.Tensor, task: torch.Tensor, n_tasks: int) -> torch.Tensor:
+    """Equation 6: L = sum_t -(1/I(t)) sum_{i in task t} log P(y_i | X), batch mean.
+
+    Each task's negative log-likelihood is divided by its own token count I(t), so a long
+    transcript does not outweigh the single gender or emotion token. `<|endoftext|>` belongs to
+    the last task (see `target_tokens`). With one task this is the STL loss divided by I.
+    """
+    nll = nn.functional.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=-100, reduction="none")
+    total = torch.zeros(labels.shape[0], device=logits.device)
+    for t in range(n_tasks):
+        member = (task == t) & (labels != -100)
+        count = member.sum(dim=1)
+        if bool((count == 0).any()):
+            raise ValueError(f"task {t} has no scored token in some utterance")
+        total = total + (nll * member).sum(dim=1) / count
+    return total.mean()
+
+
+# --- decoding ---------------------------------------------------------------------------------------
+
+
+def _encoder_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, S] bool (True = real frame) -> additive [B, 1, 1, S]."""
+    add = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    add.masked_fill_(~mask, torch.finfo(dtype).min)
+    return add[:, None, None, :]
+
+
+def decoder_logits(model, input_ids: torch.Tensor, encoder_states: torch.Tensor, encoder_mask: torch.Tensor,
+                   cache: EncoderDecoderCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits [B, T, V] of Whisper's decoder over real encoder frames only.
+
+    Mirrors transformers' WhisperDecoder.forward, adding the cross-attention mask it lacks.
+    With `cache`, `input_ids` are the new tokens only and the cache grows by them.
+    `positions` [B, T] selects the output positions whose logits are needed (training scores only
+    a few of them, and the vocabulary projection is the costliest part of the decoder).
+    """
+    dec = model.model.decoder
+    past = cache.get_seq_length() if cache is not None else 0
+    steps = input_ids.shape[1]
+    h = dec.embed_tokens(input_ids) + dec.embed_positions.weight[past : past + steps]
+    h = nn.functional.dropout(h, p=dec.dropout, training=dec.training)
+    causal = torch.full((steps, past + steps), torch.finfo(h.dtype).min, device=h.device, dtype=h.dtype)
+    causal = torch.triu(causal, diagonal=past + 1)[None, None]
+    cross = _encoder_mask(encoder_mask, h.dtype)
+    for layer in dec.layers:
+        h = layer(h, causal, encoder_states.to(h.dtype), encoder_attention_mask=cross,
+                  past_key_values=cache, use_cache=cache is not None)
+    h = dec.layer_norm(h)
+    if positions is not None:
+        h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))
+    return model.proj_out(h)
+
+
+def new_cache() -> EncoderDecoderCache:
+    return EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # generated tokens after the prefix, <|endoftext|> excluded
+    score: float  # sum of log-probabilities (incl. <|endoftext|> when reached)
+    finished: bool
+
+
+@torch.no_grad()
+def beam_search(model, encoder_states: torch.Tensor, encoder_mask: torch.Tensor, prefix: list[int] | list[list[int]],
+                eot: int, beam: int = 4, max_new_tokens: int = 32, length_penalty: bool = True) -> list[Hypothesis]:
+    """The best hypothesis per utterance from a width-`beam` search over the whole vocabulary.
+
+    Hypotheses are ranked by total log-probability, divided by their length when `length_penalty`
+    (as Whisper's own decoder ranks them, so longer transcripts are not penalised for their length).
+    A hypothesis that reaches <|endoftext|> is kept as finished; the search stops when every beam of
+    every utterance has finished or after `max_new_tokens`.
+    """
+    model.eval()
+    b = encoder_states.shape[0]
+    prefixes = prefix if prefix and isinstance(prefix[0], list) else [prefix] * b
+    if len({len(p) for p in prefixes}) != 1:
+        raise ValueError("all prefixes of a batch must have the same length")
+    device = encoder_states.device
+    enc = encoder_states.repeat_interleave(beam, dim=0)
+    enc_mask = encoder_mask.repeat_interleave(beam, dim=0)
+    tokens = torch.tensor(prefixes, device=device).repeat_interleave(beam, dim=0)
+    cache = new_cache()
+    logits = decoder_logits(model, tokens, enc, enc_mask, cache)[:, -1]
+    scores = torch.full((b, beam), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    finished = torch.zeros(b * beam, dtype=torch.bool, device=device)
+    generated = torch.zeros(b * beam, 0, dtype=torch.long, device=device)
+    for _ in range(max_new_tokens):
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        # a finished beam can only repeat <|endoftext|> at no cost: its score stays as it was
+        logp[finished] = float("-inf")
+        logp[finished, eot] = 0.0
+        candidates = (scores.view(-1, 1) + logp).view(b, -1)
+        top, flat = candidates.topk(beam, dim=1)
+        source = flat // logp.shape[-1] + torch.arange(b, device=device)[:, None] * beam
+        token = flat % logp.shape[-1]
+        source, token = source.view(-1), token.view(-1)
+        was_finished = finished[source]
+        generated = torch.cat([generated[source], token[:, None]], dim=1)
+        finished = was_finished | (token == eot)
+        scores = top
+        cache.reorder_cache(source)
+        if bool(finished.all()):
+            break
+        logits = decoder_logits(model, token[:, None], enc, enc_mask, cache)[:, -1]
+    out = []
+    lengths = []
+    for row in generated.tolist():
+        body = row[: row.index(eot)] if eot in row else row
+        lengths.append(len(body) + (1 if eot in row else 0))
+    ranked = scores.view(-1) / torch.tensor(lengths, device=device).clamp(min=1) if length_penalty else scores.view(-1)
+    best = ranked.view(b, beam).argmax(dim=1)
+    for i in range(b):
+        k = i * beam + int(best[i])
+        row = generated[k].tolist()
+        done = eot in row
+        out.append(Hypothesis(row[: row.index(eot)] if done else row, float(scores.view(-1)[k]), done))
+    return out
+
+
+@torch.no_grad()
+def fallback_emotion(model, encoder_states, encoder_mask, prefix: list[int], tokens: list[int],
+                     vocab: ERVocabulary) -> str:
+    """The emotion token with the highest probability where the emotion should be.
+
+    The emotion is the last task, so its place is right after the decoded tokens that precede it:
+    the hypothesis up to its first emotion-less end (everything it produced, <|endoftext|> excluded).
+    """
+    ids = torch.tensor([prefix + tokens], device=encoder_states.device)
+    logits = decoder_logits(model, ids, encoder_states, encoder_mask)[0, -1]
+    emotion_ids = torch.tensor(vocab.emotion_ids, device=logits.device)
+    names = list(vocab.emotions)
+    return names[int(logits[emotion_ids].argmax())]
+
+
+@dataclass
+class Decoded:
+    emotion: str | None  # None when no emotion token was emitted
+    gender: str | None
+    text: str
+
+
+def parse(tokens: list[int], vocab: ERVocabulary, tokenizer) -> Decoded:
+    """Split a hypothesis into its transcript, gender token and emotion token."""
+    emotion_of = {i: e for e, i in vocab.emotions.items()}
+    gender_of = {i: g for g, i in vocab.genders.items()}
+    emotion = next((emotion_of[t] for t in tokens if t in emotion_of), None)
+    gender = next((gender_of[t] for t in tokens if t in gender_of), None)
+    text_ids = [t for t in tokens if t not in emotion_of and t not in gender_of]
+    return Decoded(emotion, gender, tokenizer.decode(text_ids, skip_special_tokens=True).strip())
+
+
+# --- training glue ----------------------------------------------------------------------------------
+
+
+def scored_positions(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Only the positions whose next token is scored: (positions [B, M], labels [B, M], task [B, M]).
+
+    The vocabulary projection dominates the decoder's cost on short targets, so training computes
+    logits only where the loss needs them; padding entries have label -100 and task -1.
+    """
+    scored = targets.labels != -100
+    width = int(scored.sum(dim=1).max())
+    b = targets.labels.shape[0]
+    positions = torch.zeros(b, width, dtype=torch.long)
+    labels = torch.full((b, width), -100, dtype=torch.long)
+    task = torch.full((b, width), -1, dtype=torch.long)
+    for i in range(b):
+        idx = scored[i].nonzero().flatten()
+        positions[i, : len(idx)] = idx
+        labels[i, : len(idx)] = targets.labels[i, idx]
+        task[i, : len(idx)] = targets.task[i, idx]
+    return positions, labels, task
+
+
+def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder states [S_i, D] of different lengths -> padded [B, S, D] float32 and mask [B, S]."""
+    longest = max(s.shape[0] for s in states)
+    out = torch.zeros(len(states), longest, states[0].shape[-1])
+    mask = torch.zeros(len(states), longest, dtype=torch.bool)
+    for i, s in enumerate(states):
+        out[i, : s.shape[0]] = s.float()
+        mask[i, : s.shape[0]] = True
+    return out, mask
+
+
+class ERDataset(torch.utils.data.Dataset):
+    """Cached encoder states of utterances with what their targets need (text, gender, emotion, language)."""
+
+    def __init__(self, states: list[torch.Tensor], rows: list[dict]):
+        if len(states) != len(rows):
+            raise ValueError(f"{len(states)} encoder states but {len(rows)} rows")
+        self.states, self.rows = states, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.states[i], self.rows[i]
+
+
+def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...]):
+    """Batches for the trainer: padded encoder states, mask, and teacher-forcing targets."""
+
+    def collate(items) -> dict[str, torch.Tensor]:
+        states, rows = zip(*items)
+        enc, mask = pad_states(list(states))
+        targets = build_targets(vocab, tokenizer, tasks, list(rows))
+        positions, labels, task = scored_positions(targets)
+        return {"enc": enc, "enc_mask": mask, "input_ids": targets.input_ids, "positions": positions,
+                "labels": labels, "task": task}
+
+    return collate
+
+
+def er_loss(n_tasks: int, serial: bool):
+    """loss_fn for the trainer: equation 5 (`serial=False`, one task) or equation 6."""
+
+    def loss_fn(model, batch) -> torch.Tensor:
+        logits = decoder_logits(model, batch["input_ids"], batch["enc"], batch["enc_mask"],
+                                positions=batch["positions"])
+        if serial:
+            return serial_mtl_loss(logits, batch["labels"], batch["task"], n_tasks)
+        return stl_loss(logits, batch["labels"])
+
+    return loss_fn
