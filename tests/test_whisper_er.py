@@ -10,7 +10,8 @@ from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperToken
 
 from serlib.models.backbones import Whisper, ct2_files
 from serlib.models.whisper_er import (
-    build_targets, beam_search, decoder_logits, extend_vocabulary, new_cache, parse, prefix_ids, scored_positions,
+    CrossKV, build_targets, beam_search, cross_attention_kv, decoder_logits, er_collate, extend_vocabulary, new_cache,
+    pad_frames, parse, prefix_ids, scored_positions,
     serial_mtl_loss, stl_loss, target_tokens,
 )
 from tests.whisper_fixtures import tiny_whisper
@@ -201,3 +202,33 @@ def test_parse_splits_text_gender_and_emotion(whisper):
     out = parse(tokens, vocab, tok)
     assert (out.text, out.gender, out.emotion) == ("Really good.", "female", "sad")
     assert parse(tok.encode(" hello", add_special_tokens=False), vocab, tok).emotion is None
+
+
+@torch.no_grad()
+def test_precomputed_cross_attention_keys_and_values_change_nothing(whisper):
+    """Decoding from cached K/V equals decoding from the states, in a padded batch and in a beam."""
+    model = whisper.model.eval()
+    g = torch.Generator().manual_seed(6)
+    states = [torch.randn(n, 16, generator=g) for n in (7, 12)]
+    enc, mask = pad_frames(states)
+    kv_each = [cross_attention_kv(model, s[None]).kv[0] for s in states]  # [layers, 2, S_i, D] per utterance
+    kv, kv_mask = pad_frames(kv_each)
+    assert torch.equal(mask, kv_mask)
+    ids = torch.tensor([prefix_ids(whisper, "en")] * 2)
+    torch.testing.assert_close(decoder_logits(model, ids, CrossKV(kv), mask), decoder_logits(model, ids, enc, mask),
+                               rtol=1e-4, atol=1e-4)
+    prefix = prefix_ids(whisper, "en")
+    from_states = beam_search(model, enc, mask, prefix, eot=50257, beam=3, max_new_tokens=4)
+    from_kv = beam_search(model, CrossKV(kv), mask, prefix, eot=50257, beam=3, max_new_tokens=4)
+    assert [h.tokens for h in from_kv] == [h.tokens for h in from_states]
+
+
+def test_collate_builds_training_batches(whisper):
+    vocab = extend_vocabulary(whisper, EMOTIONS)
+    items = [(torch.randn(5, 16), {"emotion": "sad"}), (torch.randn(9, 16), {"emotion": "happy"})]
+    batch = er_collate(vocab, whisper.tokenizer, ("ser",))(items)
+    assert batch["enc"].shape == (2, 9, 16) and batch["enc_mask"].sum(1).tolist() == [5, 9]
+    assert batch["labels"].tolist() == [[vocab.emotions["sad"], vocab.eot], [vocab.emotions["happy"], vocab.eot]]
+    kv_batch = er_collate(vocab, whisper.tokenizer, ("ser",), cross_kv=True)(
+        [(torch.randn(2, 2, 5, 16), {"emotion": "sad"}), (torch.randn(2, 2, 9, 16), {"emotion": "happy"})])
+    assert isinstance(kv_batch["enc"], CrossKV) and kv_batch["enc"].kv.shape == (2, 2, 2, 9, 16)

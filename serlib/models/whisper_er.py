@@ -238,16 +238,68 @@ def _encoder_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return add[:, None, None, :]
 
 
-def decoder_logits(model, input_ids: torch.Tensor, encoder_states: torch.Tensor, encoder_mask: torch.Tensor,
+@dataclass
+class CrossKV:
+    """Cross-attention keys and values [B, layers, 2, S, D], computed once from frozen projections.
+
+    On CPU the decoder's cross-attention key/value projections of the encoder states cost more than
+    the rest of a short-target decoder step; when those projections are frozen (and the encoder is),
+    their outputs never change, so they are computed once per utterance (`cross_attention_kv`).
+    """
+
+    kv: torch.Tensor
+
+    def repeat_interleave(self, n: int) -> "CrossKV":
+        return CrossKV(self.kv.repeat_interleave(n, dim=0))
+
+    def to(self, *args, **kwargs) -> "CrossKV":  # lets accelerate move batches holding it
+        return CrossKV(self.kv.to(*args, **kwargs))
+
+
+@torch.no_grad()
+def cross_attention_kv(model, encoder_states: torch.Tensor) -> CrossKV:
+    """Keys and values of every decoder layer's cross-attention for encoder states [B, S, D]."""
+    layers = model.model.decoder.layers
+    return CrossKV(torch.stack([torch.stack([layer.encoder_attn.k_proj(encoder_states),
+                                             layer.encoder_attn.v_proj(encoder_states)], dim=1)
+                                for layer in layers], dim=1))
+
+
+def freeze_cross_attention_kv(model) -> None:
+    """Fix the decoder's cross-attention key/value projections (required for precomputed CrossKV)."""
+    for layer in model.model.decoder.layers:
+        layer.encoder_attn.k_proj.requires_grad_(False)
+        layer.encoder_attn.v_proj.requires_grad_(False)
+
+
+def _prefill(cache: EncoderDecoderCache, cross: CrossKV, heads: int, dtype: torch.dtype) -> None:
+    b, n_layers, _, frames, dim = cross.kv.shape
+    for i in range(n_layers):
+        k, v = (cross.kv[:, i, j].to(dtype).view(b, frames, heads, dim // heads).transpose(1, 2) for j in (0, 1))
+        cache.cross_attention_cache.update(k, v, i)
+        cache.is_updated[i] = True  # transformers then reads them instead of projecting the states
+
+
+def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tensor,
                    cache: EncoderDecoderCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
     """Logits [B, T, V] of Whisper's decoder over real encoder frames only.
 
     Mirrors transformers' WhisperDecoder.forward, adding the cross-attention mask it lacks.
+    `encoder` is the encoder states [B, S, D], or their precomputed cross-attention keys/values.
     With `cache`, `input_ids` are the new tokens only and the cache grows by them.
     `positions` [B, T] selects the output positions whose logits are needed (training scores only
-    a few of them, and the vocabulary projection is the costliest part of the decoder).
+    a few of them, and the vocabulary projection is a large part of a short-target step).
     """
     dec = model.model.decoder
+    use_cache = cache is not None
+    if isinstance(encoder, CrossKV):
+        cache = cache if cache is not None else new_cache()
+        if not cache.is_updated.get(0):
+            _prefill(cache, encoder, dec.layers[0].encoder_attn.num_heads, dec.embed_tokens.weight.dtype)
+        states = encoder.kv.new_zeros(encoder.kv.shape[0], 1, encoder.kv.shape[-1])  # unused: cache is read
+        use_cache = True
+    else:
+        states = encoder
     past = cache.get_seq_length() if cache is not None else 0
     steps = input_ids.shape[1]
     h = dec.embed_tokens(input_ids) + dec.embed_positions.weight[past : past + steps]
@@ -256,8 +308,8 @@ def decoder_logits(model, input_ids: torch.Tensor, encoder_states: torch.Tensor,
     causal = torch.triu(causal, diagonal=past + 1)[None, None]
     cross = _encoder_mask(encoder_mask, h.dtype)
     for layer in dec.layers:
-        h = layer(h, causal, encoder_states.to(h.dtype), encoder_attention_mask=cross,
-                  past_key_values=cache, use_cache=cache is not None)
+        h = layer(h, causal, states.to(h.dtype), encoder_attention_mask=cross,
+                  past_key_values=cache, use_cache=use_cache)
     h = dec.layer_norm(h)
     if positions is not None:
         h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))
@@ -276,7 +328,7 @@ class Hypothesis:
 
 
 @torch.no_grad()
-def beam_search(model, encoder_states: torch.Tensor, encoder_mask: torch.Tensor, prefix: list[int] | list[list[int]],
+def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tensor, prefix: list[int] | list[list[int]],
                 eot: int, beam: int = 4, max_new_tokens: int = 32, length_penalty: bool = True) -> list[Hypothesis]:
     """The best hypothesis per utterance from a width-`beam` search over the whole vocabulary.
 
@@ -286,12 +338,12 @@ def beam_search(model, encoder_states: torch.Tensor, encoder_mask: torch.Tensor,
     every utterance has finished or after `max_new_tokens`.
     """
     model.eval()
-    b = encoder_states.shape[0]
+    b = encoder_mask.shape[0]
     prefixes = prefix if prefix and isinstance(prefix[0], list) else [prefix] * b
     if len({len(p) for p in prefixes}) != 1:
         raise ValueError("all prefixes of a batch must have the same length")
-    device = encoder_states.device
-    enc = encoder_states.repeat_interleave(beam, dim=0)
+    device = encoder_mask.device
+    enc = encoder.repeat_interleave(beam) if isinstance(encoder, CrossKV) else encoder.repeat_interleave(beam, dim=0)
     enc_mask = encoder_mask.repeat_interleave(beam, dim=0)
     tokens = torch.tensor(prefixes, device=device).repeat_interleave(beam, dim=0)
     cache = new_cache()
@@ -334,15 +386,15 @@ def beam_search(model, encoder_states: torch.Tensor, encoder_mask: torch.Tensor,
 
 
 @torch.no_grad()
-def fallback_emotion(model, encoder_states, encoder_mask, prefix: list[int], tokens: list[int],
+def fallback_emotion(model, encoder, encoder_mask, prefix: list[int], tokens: list[int],
                      vocab: ERVocabulary) -> str:
     """The emotion token with the highest probability where the emotion should be.
 
     The emotion is the last task, so its place is right after the decoded tokens that precede it:
     the hypothesis up to its first emotion-less end (everything it produced, <|endoftext|> excluded).
     """
-    ids = torch.tensor([prefix + tokens], device=encoder_states.device)
-    logits = decoder_logits(model, ids, encoder_states, encoder_mask)[0, -1]
+    ids = torch.tensor([prefix + tokens], device=encoder_mask.device)
+    logits = decoder_logits(model, ids, encoder, encoder_mask)[0, -1]
     emotion_ids = torch.tensor(vocab.emotion_ids, device=logits.device)
     names = list(vocab.emotions)
     return names[int(logits[emotion_ids].argmax())]
@@ -388,42 +440,45 @@ def scored_positions(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torc
     return positions, labels, task
 
 
-def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder states [S_i, D] of different lengths -> padded [B, S, D] float32 and mask [B, S]."""
-    longest = max(s.shape[0] for s in states)
-    out = torch.zeros(len(states), longest, states[0].shape[-1])
-    mask = torch.zeros(len(states), longest, dtype=torch.bool)
-    for i, s in enumerate(states):
-        out[i, : s.shape[0]] = s.float()
-        mask[i, : s.shape[0]] = True
+def pad_frames(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensors [..., S_i, D] of different lengths -> padded [B, ..., S, D] float32 and mask [B, S]."""
+    longest = max(x.shape[-2] for x in items)
+    out = torch.zeros(len(items), *items[0].shape[:-2], longest, items[0].shape[-1])
+    mask = torch.zeros(len(items), longest, dtype=torch.bool)
+    for i, x in enumerate(items):
+        out[i, ..., : x.shape[-2], :] = x.float()
+        mask[i, : x.shape[-2]] = True
     return out, mask
 
 
 class ERDataset(torch.utils.data.Dataset):
-    """Cached encoder states of utterances with what their targets need (text, gender, emotion, language)."""
+    """Per utterance: encoder states [S, D] (or cross-attention K/V [layers, 2, S, D]) and its row.
 
-    def __init__(self, states: list[torch.Tensor], rows: list[dict]):
-        if len(states) != len(rows):
-            raise ValueError(f"{len(states)} encoder states but {len(rows)} rows")
-        self.states, self.rows = states, rows
+    Rows are dicts with what the targets need: text, gender, emotion.
+    """
+
+    def __init__(self, encoder: list[torch.Tensor], rows: list[dict]):
+        if len(encoder) != len(rows):
+            raise ValueError(f"{len(encoder)} encoder inputs but {len(rows)} rows")
+        self.encoder, self.rows = encoder, rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i):
-        return self.states[i], self.rows[i]
+        return self.encoder[i], self.rows[i]
 
 
-def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...]):
-    """Batches for the trainer: padded encoder states, mask, and teacher-forcing targets."""
+def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], cross_kv: bool = False):
+    """Batches for the trainer: padded encoder inputs, frame mask, and teacher-forcing targets."""
 
-    def collate(items) -> dict[str, torch.Tensor]:
-        states, rows = zip(*items)
-        enc, mask = pad_states(list(states))
+    def collate(items) -> dict:
+        encoder, rows = zip(*items)
+        enc, mask = pad_frames(list(encoder))
         targets = build_targets(vocab, tokenizer, tasks, list(rows))
         positions, labels, task = scored_positions(targets)
-        return {"enc": enc, "enc_mask": mask, "input_ids": targets.input_ids, "positions": positions,
-                "labels": labels, "task": task}
+        return {"enc": CrossKV(enc) if cross_kv else enc, "enc_mask": mask, "input_ids": targets.input_ids,
+                "positions": positions, "labels": labels, "task": task}
 
     return collate
 
