@@ -11,7 +11,7 @@ from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperToken
 from serlib.models.backbones import Whisper, ct2_files
 from serlib.models.whisper_er import (
     CrossKV, build_targets, beam_search, cross_attention_kv, decoder_logits, er_collate, extend_vocabulary, new_cache,
-    pad_frames, parse, prefix_ids, scored_positions,
+    pad_frames, parse, prefix_ids, scored_positions, train_new_rows_only,
     serial_mtl_loss, stl_loss, target_tokens,
 )
 from tests.whisper_fixtures import tiny_whisper
@@ -232,3 +232,22 @@ def test_collate_builds_training_batches(whisper):
     kv_batch = er_collate(vocab, whisper.tokenizer, ("ser",), cross_kv=True)(
         [(torch.randn(2, 2, 5, 16), {"emotion": "sad"}), (torch.randn(2, 2, 9, 16), {"emotion": "happy"})])
     assert isinstance(kv_batch["enc"], CrossKV) and kv_batch["enc"].kv.shape == (2, 2, 2, 9, 16)
+
+
+def test_only_new_rows_train_when_the_pretrained_embeddings_are_split_off(whisper):
+    vocab = extend_vocabulary(whisper, EMOTIONS)
+    model = whisper.model.eval()
+    enc, mask = torch.randn(2, 6, 16), torch.ones(2, 6, dtype=torch.bool)
+    ids = torch.tensor([prefix_ids(whisper, "en") + [vocab.emotions["sad"]]] * 2)
+    before = decoder_logits(model, ids, enc, mask).detach()
+    pretrained = model.get_input_embeddings().weight[:-6].detach().clone()
+    train_new_rows_only(model, vocab)
+    torch.testing.assert_close(decoder_logits(model, ids, enc, mask), before)  # same function
+    tokens = model.model.decoder.embed_tokens
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    decoder_logits(model, ids, enc, mask)[:, -1, vocab.emotions["happy"]].sum().backward()
+    opt.step()
+    assert torch.equal(tokens.base, pretrained) and tokens.base.grad is None
+    assert tokens.extra.grad is not None and tokens.extra.grad.abs().sum() > 0
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable < sum(p.numel() for p in model.parameters()) - pretrained.numel()
