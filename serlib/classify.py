@@ -23,21 +23,56 @@ class FeatureDataset(Dataset):
     An array holds pooled features (one row per utterance, any trailing shape); a list of tensors
     holds frames ([..., frames, dim], lengths differ). Which one it is decides how batches are made,
     never the shapes of a batch (a batch of equally long utterances still gets its mask).
+    `stats` (mean, std from `feature_stats`) standardises every item as it is read, so frames stay
+    stored once, in float16, whatever the fold.
     """
 
-    def __init__(self, features: np.ndarray | Sequence[torch.Tensor], labels: Sequence[int]):
+    def __init__(self, features: np.ndarray | Sequence[torch.Tensor], labels: Sequence[int],
+                 stats: tuple[torch.Tensor, torch.Tensor] | None = None):
         if len(features) != len(labels):
             raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
         self.features = features
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.frames = not isinstance(features, (np.ndarray, torch.Tensor))
         self.collate = collate_frames if self.frames else collate_pooled
+        self.stats = stats
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i):
-        return torch.as_tensor(self.features[i]).float(), self.labels[i]
+        x = torch.as_tensor(self.features[i]).float()
+        if self.stats is not None:
+            x = (x - self.stats[0]) / self.stats[1]
+        return x, self.labels[i]
+
+
+def select_rows(features: np.ndarray | Sequence[torch.Tensor], rows: Sequence[int]):
+    """The `rows` of pooled features (an array) or of per-utterance frames (a list), in that order."""
+    if isinstance(features, (np.ndarray, torch.Tensor)):
+        return features[np.asarray(rows, dtype=np.int64)]
+    return [features[i] for i in rows]
+
+
+def feature_stats(features: np.ndarray | Sequence[torch.Tensor], rows: Sequence[int],
+                  eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std over the `rows` (the training part) for `FeatureDataset(stats=...)`.
+
+    Pooled features [N, ...]: over the rows, giving [...]. Frames ([..., T, D] per row): over every
+    real frame of the rows, giving [..., 1, D] (one pair per layer when frames carry layers).
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("feature_stats needs at least one row")
+    if isinstance(features, (np.ndarray, torch.Tensor)):
+        x = torch.as_tensor(features[rows]).double()
+        return x.mean(0).float(), (x.std(0, unbiased=False) + eps).float()
+    total = sum(torch.as_tensor(features[i]).double().sum(-2, keepdim=True) for i in rows)
+    squares = sum(torch.as_tensor(features[i]).double().square().sum(-2, keepdim=True) for i in rows)
+    count = sum(features[i].shape[-2] for i in rows)
+    mean = total / count
+    var = (squares / count - mean.square()).clamp_min(0)
+    return mean.float(), (var.sqrt() + eps).float()
 
 
 def collate_pooled(items) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -135,6 +136,32 @@ def fold_summary(
             for metric, value in scores.items():
                 rows.append({**group, "fold": fold, "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=[*group_cols, "fold", "metric", "value"])
+
+
+def knn_agreement(embeddings: np.ndarray, labels, k: int = 10) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy: the share of rows whose k nearest other rows
+    (Euclidean) vote, by majority, for their own label (ties go to the nearest neighbour's label).
+
+    A label-free measure of how strongly a label (emotion, speaker) organises an embedding space:
+    compare it with the share of the most frequent label, the accuracy of always guessing that.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(labels):
+        raise ValueError(f"embeddings {x.shape} must be [N, D] with one label per row ({len(labels)})")
+    if not 1 <= k < len(x):
+        raise ValueError(f"k must be between 1 and {len(x) - 1}, got {k}")
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    hits = 0
+    for i, row in enumerate(idx):
+        neighbours = [j for j in row if j != i][:k]
+        votes = Counter(labels[neighbours].tolist())
+        most = max(votes.values())
+        vote = next(labels[j] for j in neighbours if votes[labels[j]] == most)  # tie: the nearer label
+        hits += vote == labels[i]
+    return hits / len(x)
 
 
 # --- ASR -------------------------------------------------------------------------------------------

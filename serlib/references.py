@@ -41,3 +41,40 @@ def emobox_reference(corpus: str) -> pd.DataFrame:
         for model, (ua, wa) in EMOBOX_INTRA.get(corpus, {}).items()
     ]
     return pd.DataFrame(rows, columns=["source", "model", "UA %", "WA %"])
+
+
+SHENDABADI = "Shendabadi et al. (arXiv 2602.06000), frozen Whisper + attentive pooling"
+
+# What the paper's text on hand (its abstract, papers/002_*.txt; restated in PAPERS.md section B) says
+# about its IEMOCAP (English) and ShEMO (Persian) experiments. Its tables are not on hand, so the only
+# figure is the ShEMO gain; the other findings are kept as words, never turned into numbers.
+SHENDABADI_FINDINGS = [
+    ("shemo", "Whisper Small + multi-head QKV pooling", "UA gain over the previous state of the art (points)", 2.47),
+    ("shemo", "Whisper Tiny and Small, per encoder layer", "intermediate layers often beat the last layer", None),
+    ("shemo", "Whisper Small + QKV pooling vs HuBERT X-Large", "competitive at a fraction of the size", None),
+    ("iemocap", "Whisper Tiny and Small + attentive / QKV pooling", "evaluated; no figure in the text on hand", None),
+]
+
+
+def shendabadi_reference() -> pd.DataFrame:
+    """The paper's IEMOCAP and ShEMO findings as labelled reference rows (value empty where it gives none)."""
+    rows = [{"source": f"reference: {SHENDABADI}", "corpus": corpus, "model": model, "finding": finding,
+             "value": value} for corpus, model, finding, value in SHENDABADI_FINDINGS]
+    return pd.DataFrame(rows, columns=["source", "corpus", "model", "finding", "value"])
+
+
+# EmoBox cross-corpus results (Whisper large-v3, train corpus -> test corpus): accuracy in %.
+EMOBOX_CROSS = {
+    ("iemocap", "ravdess"): 48.12, ("ravdess", "iemocap"): 38.24,
+    ("ravdess", "savee"): 49.63, ("savee", "ravdess"): 66.91,
+}
+
+
+def emobox_cross_reference() -> pd.DataFrame:
+    """EmoBox's cross-corpus rows, labelled as references (other corpora pairs and a 20x larger encoder)."""
+    rows = [
+        {"source": f"reference: {EMOBOX}, cross-corpus", "model": "Whisper large-v3",
+         "pair": f"{train} -> {test}", "accuracy %": acc}
+        for (train, test), acc in EMOBOX_CROSS.items()
+    ]
+    return pd.DataFrame(rows, columns=["source", "model", "pair", "accuracy %"])

@@ -2,7 +2,9 @@
 
 The conventional SER baseline (Whisper-ER paper, "conventional method") is encoder -> average pooling
 over time -> FC -> softmax. `PooledClassifier` is that head, optionally with learned softmax weights
-over encoder layers (Phoneme-MTL's fusion, eq. 4: weights initialised to 0, i.e. a uniform average).
+over encoder layers (Phoneme-MTL's fusion, eq. 4: weights initialised to 0, i.e. a uniform average),
+and with an attention pooling and a hidden layer in place of the mean and the single linear layer
+(`models.pooling.PoolingClassifier` names those choices).
 """
 
 from __future__ import annotations
@@ -35,43 +37,63 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 class PooledClassifier(nn.Module):
-    """Mean pooling over time, dropout and one linear layer -> logits [B, num_classes].
+    """Pooling over time, dropout and a classifier -> logits [B, num_classes].
 
     Inputs, with `num_layers=None` (one layer of features):
       [B, T, D] frames with `mask` [B, T] (1 = real frame; None = all real), or [B, D] already pooled.
     With `num_layers=L` (learned layer weights, softmax over L weights initialised to 0 = uniform):
       [B, L, T, D] frames with `mask` [B, T], or [B, L, D] already pooled per layer.
-    Features stored in float16 (the feature cache) are cast to the head's dtype first.
+    `pooling` (a module mapping frames and mask to [B, pooling.out_dim], see models.pooling) replaces
+    the masked mean; then only frames are accepted, since an attention pooling has nothing to weigh in
+    a pooled vector. `hidden` puts one ReLU layer of that width before the output layer. The defaults
+    are the conventional head: masked mean and one linear layer. Features stored in float16 (the
+    feature cache) are cast to the head's dtype first.
     """
 
     def __init__(
-        self, in_dim: int, num_classes: int, num_layers: int | None = None, dropout: float = 0.1
+        self, in_dim: int, num_classes: int, num_layers: int | None = None, dropout: float = 0.1,
+        pooling: nn.Module | None = None, hidden: int | None = None,
     ):
         super().__init__()
         self.num_layers = num_layers
         self.layer_logits = nn.Parameter(torch.zeros(num_layers)) if num_layers else None
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(in_dim, num_classes)
+        pooled_dim = pooling.out_dim if pooling is not None else in_dim
+        if hidden:
+            self.out = nn.Sequential(nn.Linear(pooled_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                     nn.Linear(hidden, num_classes))
+        else:
+            self.out = nn.Linear(pooled_dim, num_classes)
 
     def layer_weights(self) -> torch.Tensor | None:
         """The softmax layer weights [L] (None without layer weighting)."""
         return None if self.layer_logits is None else torch.softmax(self.layer_logits, dim=0)
 
-    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The pooled utterance vector [B, D] (before dropout and the linear layer)."""
-        x = x.to(self.out.weight.dtype)
+    def mixed_input(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
+        """Checked input in the head's dtype, layers mixed: ([B, T, D] or [B, D], whether it has time)."""
+        x = x.to(next(self.out.parameters()).dtype)
         has_time = x.dim() == (4 if self.num_layers else 3)
         if x.dim() != (3 if self.num_layers else 2) + has_time:
             want = "[B, L, T, D] or [B, L, D]" if self.num_layers else "[B, T, D] or [B, D]"
             raise ValueError(f"expected {want} features, got {tuple(x.shape)}")
         if mask is not None and not has_time:
             raise ValueError("a mask was given for features without a time axis")
+        if not has_time and self.pooling is not None:
+            raise ValueError(f"{type(self.pooling).__name__} pools frames: give [B, T, D] frames, not pooled vectors")
         if self.num_layers:
             if x.shape[1] != self.num_layers:
                 raise ValueError(f"expected {self.num_layers} layers on axis 1, got {x.shape[1]}")
             w = self.layer_weights().to(x.dtype)
             x = (x * w.view(1, -1, *([1] * (x.dim() - 2)))).sum(dim=1)
-        return masked_mean(x, mask) if has_time else x
+        return x, has_time
+
+    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled utterance vector [B, D'] (before dropout and the classifier)."""
+        x, has_time = self.mixed_input(x, mask)
+        if not has_time:
+            return x
+        return masked_mean(x, mask) if self.pooling is None else self.pooling(x, mask)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.out(self.dropout(self.embed(x, mask)))
