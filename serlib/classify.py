@@ -137,3 +137,20 @@ def fit_classifier(model, train: FeatureDataset, valid: FeatureDataset | None, n
                    config: TrainConfig) -> TrainResult:
     """Cross-entropy training of `model` with the shared trainer (validation picks and averages checkpoints)."""
     return fit(model, train, valid, cross_entropy_loss, accuracy_metrics(n_classes), config, collate_fn=train.collate)
+
+
+def train_and_predict(model, features: np.ndarray | Sequence[torch.Tensor], labels: np.ndarray, fold,
+                      n_classes: int, config: TrainConfig, standardise: bool = True):
+    """Train on a fold's training part (its validation part picks checkpoints), predict its test part.
+
+    Features are standardised with the training part's statistics only (`standardise`).
+    Returns (predicted class indices of the test rows, the TrainResult).
+    """
+    stats = feature_stats(features, fold.train) if standardise else None
+
+    def part(idx):
+        return FeatureDataset(select_rows(features, idx), labels[idx], stats)
+
+    result = fit_classifier(model, part(fold.train), part(fold.valid) if len(fold.valid) else None, n_classes, config)
+    y_pred, _ = predict(result.model, part(fold.test))
+    return y_pred, result
