@@ -78,3 +78,22 @@ def emobox_cross_reference() -> pd.DataFrame:
         for (train, test), acc in EMOBOX_CROSS.items()
     ]
     return pd.DataFrame(rows, columns=["source", "model", "pair", "accuracy %"])
+
+
+FUKUDA = "Fukuda et al. (NTT), IEMOCAP 4 classes, leave-one-session-out, full fine-tuning"
+
+# Table 2 (Whisper base and large-v3) and Table 5 (large-v3, randomly initialised decoder): (WA, UA).
+FUKUDA_SER = [
+    ("base", "conventional", 67.7, 68.5), ("base", "Whisper-ER STL", 71.9, 72.7),
+    ("large-v3", "conventional", 74.2, 74.7), ("large-v3", "Whisper-ER STL", 77.3, 78.1),
+    ("large-v3", "Whisper-ER STL, random decoder", 74.5, 75.3),
+]
+
+
+def fukuda_reference() -> pd.DataFrame:
+    """The Whisper-ER paper's SER rows, labelled as references (IEMOCAP, not our corpora)."""
+    return pd.DataFrame([
+        {"source": f"reference: {FUKUDA}, Whisper {size}", "corpus": "iemocap", "method": method,
+         "UA %": ua, "WA %": wa}
+        for size, method, wa, ua in FUKUDA_SER
+    ])
