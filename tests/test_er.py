@@ -5,12 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperTokenizer
 
 from serlib.er import TASK_SETS, System, build, decode, encoder_inputs, missing_labels, train
-from serlib.models.backbones import Whisper, ct2_files
+from serlib.models.backbones import ct2_files
 from serlib.train import TrainConfig
-from tests.whisper_fixtures import tiny_whisper
+from tests.whisper_fixtures import tiny_whisper, tiny_whisper_with_tokenizer
 
 pytestmark = pytest.mark.skipif(ct2_files("base") is None,
                                 reason="needs the Whisper tokenizer shipped with the base CTranslate2 package")
@@ -19,11 +18,7 @@ CLASSES = ["neutral", "happy", "sad", "angry"]
 
 @pytest.fixture(scope="module")
 def template():
-    tokenizer = WhisperTokenizer(tokenizer_file=str(ct2_files("base")[1] / "tokenizer.json"))
-    model = tiny_whisper(vocab_size=len(tokenizer), eos_token_id=50257, pad_token_id=50257,
-                         bos_token_id=50257, decoder_start_token_id=50258)
-    model.generation_config = GenerationConfig(is_multilingual=True)
-    return Whisper("tiny-random", model, tokenizer, WhisperFeatureExtractor(feature_size=8), "test")
+    return tiny_whisper_with_tokenizer()
 
 
 def _data(n=8):

@@ -6,15 +6,14 @@ import math
 
 import pytest
 import torch
-from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperTokenizer
 
-from serlib.models.backbones import Whisper, ct2_files
+from serlib.models.backbones import ct2_files
 from serlib.models.whisper_er import (
     CrossKV, build_targets, beam_search, cross_attention_kv, decoder_logits, er_collate, extend_vocabulary, new_cache,
     pad_frames, parse, prefix_ids, scored_positions, train_new_rows_only,
     serial_mtl_loss, stl_loss, target_tokens,
 )
-from tests.whisper_fixtures import tiny_whisper
+from tests.whisper_fixtures import tiny_whisper, tiny_whisper_with_tokenizer
 
 EMOTIONS = ["neutral", "happy", "sad", "angry"]
 pytestmark = pytest.mark.skipif(ct2_files("base") is None,
@@ -24,11 +23,7 @@ pytestmark = pytest.mark.skipif(ct2_files("base") is None,
 @pytest.fixture
 def whisper():
     """A tiny random Whisper with the real multilingual tokenizer (51,865 tokens)."""
-    tokenizer = WhisperTokenizer(tokenizer_file=str(ct2_files("base")[1] / "tokenizer.json"))
-    model = tiny_whisper(vocab_size=len(tokenizer), eos_token_id=50257, pad_token_id=50257,
-                         bos_token_id=50257, decoder_start_token_id=50258)
-    model.generation_config = GenerationConfig(is_multilingual=True)
-    return Whisper("tiny-random", model, tokenizer, WhisperFeatureExtractor(feature_size=8), "test")
+    return tiny_whisper_with_tokenizer()
 
 
 def test_extension_keeps_old_ids_and_rows(whisper):

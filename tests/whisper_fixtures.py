@@ -101,3 +101,19 @@ def ct2_variables(config: WhisperConfig, seed: int = 0) -> dict[str, np.ndarray]
                     f"{p}/attention/layer_norm/gamma": r(d), f"{p}/attention/layer_norm/beta": r(d),
                 })
     return v
+
+
+def tiny_whisper_with_tokenizer():
+    """A tiny random multilingual Whisper with the real tokenizer (51,865 tokens), as a `Whisper`.
+
+    The tokenizer comes with the base CTranslate2 package: callers skip when it is not installed.
+    """
+    from transformers import GenerationConfig, WhisperTokenizer
+
+    from serlib.models.backbones import Whisper, ct2_files
+
+    tokenizer = WhisperTokenizer(tokenizer_file=str(ct2_files("base")[1] / "tokenizer.json"))
+    model = tiny_whisper(vocab_size=len(tokenizer), eos_token_id=50257, pad_token_id=50257,
+                         bos_token_id=50257, decoder_start_token_id=50258)
+    model.generation_config = GenerationConfig(is_multilingual=True)
+    return Whisper("tiny-random", model, tokenizer, WhisperFeatureExtractor(feature_size=8), "test")
