@@ -9,7 +9,7 @@ import torch
 from serlib.er import TASK_SETS, System, build, decode, encoder_inputs, missing_labels, train
 from serlib.models.backbones import ct2_files
 from serlib.train import TrainConfig
-from tests.whisper_fixtures import tiny_whisper, tiny_whisper_with_tokenizer
+from tests.whisper_fixtures import tiny_whisper_with_tokenizer
 
 pytestmark = pytest.mark.skipif(ct2_files("base") is None,
                                 reason="needs the Whisper tokenizer shipped with the base CTranslate2 package")
