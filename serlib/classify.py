@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .metrics import classification_metrics
+from .models.heads import pad_frames
 from .train import TrainConfig, TrainResult, fit
 
 
@@ -84,12 +85,7 @@ def collate_pooled(items) -> dict[str, torch.Tensor]:
 def collate_frames(items) -> dict[str, torch.Tensor]:
     """Pad frame sequences on the time axis (dim -2) and add the frame mask [B, T]."""
     xs, ys = zip(*items)
-    longest = max(x.shape[-2] for x in xs)
-    x = torch.zeros(len(xs), *xs[0].shape[:-2], longest, xs[0].shape[-1])
-    mask = torch.zeros(len(xs), longest, dtype=torch.bool)
-    for i, item in enumerate(xs):
-        x[i, ..., : item.shape[-2], :] = item
-        mask[i, : item.shape[-2]] = True
+    x, mask = pad_frames(list(xs))
     return {"x": x, "mask": mask, "y": torch.stack(ys)}
 
 

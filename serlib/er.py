@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 
 from .metrics import classification_metrics
+from .models.heads import pad_frames
 from .models.whisper_er import (
-    CrossKV, ERDataset, ERVocabulary, beam_search, cross_attention_kv, decoder_logits, er_collate, er_loss,
-    extend_vocabulary, fallback_emotion, freeze_cross_attention_kv, pad_frames, parse, randomise_decoder,
+    ERDataset, ERVocabulary, beam_search, cross_attention_kv, decoder_logits, encoder_batch, er_collate, er_loss,
+    extend_vocabulary, fallback_emotion, freeze_cross_attention_kv, parse, randomise_decoder,
     train_new_rows_only,
 )
 from .train import TrainConfig, TrainResult, fit
@@ -166,18 +167,14 @@ def decode(whisper, vocab: ERVocabulary, system: System, inputs: list[torch.Tens
     rows = []
     for start in range(0, len(inputs), batch_size):
         enc, mask = pad_frames(inputs[start : start + batch_size])
-        enc = _as_encoder(enc, cross_kv)
+        enc = encoder_batch(enc, cross_kv)
         for j, hyp in enumerate(beam_search(model, enc, mask, vocab.prefix, vocab.eot, beam, max_new_tokens)):
             out = parse(hyp.tokens, vocab, whisper.tokenizer)
             used = "ser" in system.tasks and out.emotion is None
             if used:
-                one = _as_encoder(pad_frames([inputs[start + j]])[0], cross_kv)
+                one = encoder_batch(pad_frames([inputs[start + j]])[0], cross_kv)
                 out.emotion = fallback_emotion(model, one, mask[j : j + 1, : int(mask[j].sum())], vocab.prefix,
                                                hyp.tokens, vocab)
             rows.append({"emotion": out.emotion, "gender": out.gender, "text": out.text, "fallback": used,
                          "finished": hyp.finished})
     return pd.DataFrame(rows)
-
-
-def _as_encoder(padded: torch.Tensor, cross_kv: bool) -> torch.Tensor | CrossKV:
-    return CrossKV(padded) if cross_kv else padded

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from serlib.models.backbones import ct2_files
+from serlib.models.heads import pad_frames
 from serlib.models.whisper_er import (
     CrossKV, build_targets, beam_search, cross_attention_kv, decoder_logits, er_collate, extend_vocabulary, new_cache,
-    pad_frames, parse, prefix_ids, scored_positions, train_new_rows_only,
+    parse, prefix_ids, scored_positions, train_new_rows_only,
     serial_mtl_loss, stl_loss, target_tokens,
 )
 from tests.whisper_fixtures import tiny_whisper, tiny_whisper_with_tokenizer

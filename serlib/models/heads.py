@@ -36,6 +36,20 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (summed / counts).to(x.dtype)
 
 
+def pad_frames(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensors [..., S_i, D] of different lengths -> padded [B, ..., S, D] float32 and mask [B, S].
+
+    The mask is what `masked_mean` and the attention poolings expect (True = real frame).
+    """
+    longest = max(x.shape[-2] for x in items)
+    out = torch.zeros(len(items), *items[0].shape[:-2], longest, items[0].shape[-1])
+    mask = torch.zeros(len(items), longest, dtype=torch.bool)
+    for i, x in enumerate(items):
+        out[i, ..., : x.shape[-2], :] = x.float()
+        mask[i, : x.shape[-2]] = True
+    return out, mask
+
+
 class PooledClassifier(nn.Module):
     """Pooling over time, dropout and a classifier -> logits [B, num_classes].
 

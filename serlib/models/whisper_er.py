@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from .heads import pad_frames
+
 TASKS = ("asr", "gender", "ser")  # the paper's serial order: text, then gender, then emotion
 GENDER_TOKENS = ("male", "female")
 
@@ -298,6 +300,11 @@ class CrossKV:
         return CrossKV(self.kv.to(*args, **kwargs))
 
 
+def encoder_batch(padded: torch.Tensor, cross_kv: bool) -> torch.Tensor | CrossKV:
+    """A padded batch of encoder inputs as decoder_logits takes it: states, or K/V wrapped in CrossKV."""
+    return CrossKV(padded) if cross_kv else padded
+
+
 @torch.no_grad()
 def cross_attention_kv(model, encoder_states: torch.Tensor) -> CrossKV:
     """Keys and values of every decoder layer's cross-attention for encoder states [B, S, D]."""
@@ -482,17 +489,6 @@ def scored_positions(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torc
     return positions, labels, task
 
 
-def pad_frames(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tensors [..., S_i, D] of different lengths -> padded [B, ..., S, D] float32 and mask [B, S]."""
-    longest = max(x.shape[-2] for x in items)
-    out = torch.zeros(len(items), *items[0].shape[:-2], longest, items[0].shape[-1])
-    mask = torch.zeros(len(items), longest, dtype=torch.bool)
-    for i, x in enumerate(items):
-        out[i, ..., : x.shape[-2], :] = x.float()
-        mask[i, : x.shape[-2]] = True
-    return out, mask
-
-
 class ERDataset(torch.utils.data.Dataset):
     """Per utterance: encoder states [S, D] (or cross-attention K/V [layers, 2, S, D]) and its row.
 
@@ -519,7 +515,7 @@ def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], cross_kv:
         enc, mask = pad_frames(list(encoder))
         targets = build_targets(vocab, tokenizer, tasks, list(rows))
         positions, labels, task = scored_positions(targets)
-        return {"enc": CrossKV(enc) if cross_kv else enc, "enc_mask": mask, "input_ids": targets.input_ids,
+        return {"enc": encoder_batch(enc, cross_kv), "enc_mask": mask, "input_ids": targets.input_ids,
                 "positions": positions, "labels": labels, "task": task}
 
     return collate
