@@ -1,29 +1,35 @@
-"""One Whisper-ER / SerialMTL system on cached encoder states: build it, train it, decode with it.
+"""One Whisper-ER / SerialMTL system: build it, train it, decode with it.
 
 The notebooks (02_whisper_er, 03_serial_mtl) loop over corpora, folds and systems; what a system
 is and how it is trained and read out lives here, so both notebooks do it the same way.
 
-CPU profile (`cpu=True`): the encoder is frozen and its states come from the feature cache; the
-decoder's cross-attention key/value projections are frozen too (their outputs are computed once per
-utterance, `encoder_inputs`), and of the token embeddings only the new task tokens' rows train.
-Everything else of the decoder is fine-tuned. The GPU profile fine-tunes the whole decoder.
+Three modes (`MODES`: what trains, and what the encoder side of a batch holds):
+- `cpu` (CPU profile): the encoder is frozen and its states come from the feature cache; the
+  decoder's cross-attention key/value projections are frozen too (their outputs are computed once
+  per utterance, `encoder_inputs`), and of the token embeddings only the new task tokens' rows
+  train. Everything else of the decoder is fine-tuned.
+- `decoder`: cached encoder states, the whole decoder fine-tuned.
+- `full` (GPU profile, the paper's setting): encoder and decoder fine-tuned from log-mels.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .data.folds import Fold
 from .metrics import classification_metrics
+from .models.encoding import encode_padded_30s
 from .models.heads import pad_frames
 from .models.whisper_er import (
-    ERDataset, ERVocabulary, beam_search, cross_attention_kv, decoder_logits, encoder_batch, er_collate, er_loss,
-    extend_vocabulary, fallback_emotion, freeze_cross_attention_kv, parse, randomise_decoder,
-    train_new_rows_only,
+    ERDataset, ERVocabulary, MelBatch, beam_search, cross_attention_kv, decoder_logits, encoder_batch, er_collate, er_loss,
+    extend_vocabulary, fallback_emotion, freeze_cross_attention_kv, parse, prefix_ids, randomise_decoder,
+    target_tokens, train_new_rows_only,
 )
 from .train import TrainConfig, TrainResult, fit
 
@@ -61,8 +67,18 @@ def missing_labels(manifest: pd.DataFrame, tasks: tuple[str, ...]) -> str | None
     return None
 
 
-def build(template, classes: list[str], language: str, system: System, seed: int, cpu: bool = True):
-    """A fresh copy of the pretrained Whisper with the task tokens added, ready to train."""
+# mode -> what the encoder side of a batch holds (see models.whisper_er.ENCODER_INPUTS)
+MODES = {"cpu": "kv", "decoder": "states", "full": "mel"}
+
+
+def encoder_kind(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"Whisper-ER mode {mode!r}: use one of {list(MODES)}")
+    return MODES[mode]
+
+
+def build(template, classes: list[str], language: str, system: System, seed: int, mode: str = "cpu"):
+    """A fresh copy of the pretrained Whisper with the task tokens added, ready to train in `mode`."""
     whisper = copy.deepcopy(template)
     vocab = extend_vocabulary(whisper, classes, language=language)
     model = whisper.model
@@ -70,22 +86,24 @@ def build(template, classes: list[str], language: str, system: System, seed: int
         randomise_decoder(model, seed)
     elif system.decoder != "pretrained":
         raise ValueError(f"decoder {system.decoder!r}: use 'pretrained' or 'random'")
-    model.model.encoder.requires_grad_(False)  # its states come from the cache
-    if cpu:
+    model.model.encoder.requires_grad_(encoder_kind(mode) == "mel")  # else its states come from the cache
+    if mode == "cpu":
         freeze_cross_attention_kv(model)
         train_new_rows_only(model, vocab)
     return whisper, vocab
 
 
 @torch.no_grad()
-def encoder_inputs(model, states: list[torch.Tensor], cross_kv: bool, batch_size: int = 32) -> list[torch.Tensor]:
-    """Per utterance: its cached states [S, D], or its cross-attention K/V [layers, 2, S, D] (float16).
+def encoder_inputs(model, data: list[torch.Tensor], kind: str, batch_size: int = 32) -> list[torch.Tensor]:
+    """Per utterance, what batches of `kind` hold: for "kv" the cross-attention K/V [layers, 2, S, D]
+    (float16) of its cached states [S, D]; for "states" or "mel" the data as given.
 
     K/V depend only on the (frozen) projections, so one computation serves every system that starts
     from the same decoder weights.
     """
-    if not cross_kv:
-        return states
+    if kind != "kv":
+        return data
+    states = data
     model.eval()
     out: list[torch.Tensor] = [None] * len(states)  # type: ignore[list-item]
     order = np.argsort([s.shape[0] for s in states])
@@ -98,8 +116,33 @@ def encoder_inputs(model, states: list[torch.Tensor], cross_kv: bool, batch_size
     return out
 
 
+class DecoderInputs:
+    """A corpus's encoder inputs for each decoder start, computed at most once per corpus and seed.
+
+    With cross-attention K/V (CPU profile) the inputs depend on the decoder's frozen projections:
+    every system that starts from the pretrained decoder shares one set, and so does every fold of
+    the random-decoder ablation (its weights come from the seed). In the other modes they are the
+    data as given: cached states (`decoder`) or log-mels [T, n_mels] (`full`).
+    """
+
+    def __init__(self, data: list[torch.Tensor], mode: str):
+        self.data, self.kind = data, encoder_kind(mode)
+        self._computed: dict[str, list[torch.Tensor]] = {}
+
+    def __call__(self, model, decoder: str) -> list[torch.Tensor]:
+        if decoder not in self._computed:
+            self._computed[decoder] = encoder_inputs(model, self.data, self.kind)
+        return self._computed[decoder]
+
+
 def rows_of(manifest: pd.DataFrame) -> list[dict]:
     return manifest[["text", "gender", "emotion"]].to_dict("records")
+
+
+def longest_target(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], rows: list[dict]) -> int:
+    """Tokens of the longest target sequence (<|endoftext|> included): decoding needs no more."""
+    return max(len(target_tokens(vocab, tokenizer, tasks, r.get("text", ""), r.get("gender", ""), r.get("emotion", "")))
+               for r in rows)
 
 
 def teacher_forced_evaluate(vocab: ERVocabulary, classes: list[str]):
@@ -145,9 +188,9 @@ def teacher_forced_evaluate(vocab: ERVocabulary, classes: list[str]):
 
 def train(whisper, vocab: ERVocabulary, system: System, classes: list[str], train_inputs: list[torch.Tensor],
           train_rows: list[dict], valid_inputs: list[torch.Tensor], valid_rows: list[dict],
-          config: TrainConfig, cross_kv: bool) -> TrainResult:
+          config: TrainConfig, mode: str = "cpu") -> TrainResult:
     """Fine-tune with the shared trainer: equation 5 for one task, equation 6 for several."""
-    collate = er_collate(vocab, whisper.tokenizer, system.tasks, cross_kv=cross_kv)
+    collate = er_collate(vocab, whisper.tokenizer, system.tasks, inputs=encoder_kind(mode))
     valid = ERDataset(valid_inputs, valid_rows) if valid_inputs else None
     config = replace(config, metric=system.metric)
     return fit(whisper.model, ERDataset(train_inputs, train_rows), valid,
@@ -155,26 +198,74 @@ def train(whisper, vocab: ERVocabulary, system: System, classes: list[str], trai
                collate_fn=collate)
 
 
+def run_fold(template, classes: list[str], language: str, system: System, fold: Fold, inputs: DecoderInputs,
+             rows: list[dict], config: TrainConfig, seed: int, mode: str = "cpu",
+             beam: int = 4) -> tuple[pd.DataFrame, dict]:
+    """Train one system on one fold and decode its test utterances.
+
+    Returns the decoded rows (one per test utterance, in fold order) and a run record (steps, best
+    step, validation score, training and decoding time, fallbacks) for the notebook's run table.
+    """
+    whisper, vocab = build(template, classes, language, system, seed, mode=mode)
+    data = inputs(whisper.model, system.decoder)
+    pick = lambda idx: [data[i] for i in idx]  # noqa: E731
+    train_rows = [rows[i] for i in fold.train]
+    result = train(whisper, vocab, system, classes, pick(fold.train), train_rows, pick(fold.valid),
+                   [rows[i] for i in fold.valid], config, mode)
+    start = time.perf_counter()
+    room = longest_target(vocab, whisper.tokenizer, system.tasks, train_rows) + 2  # a little longer than seen
+    out = decode(whisper, vocab, system, pick(fold.test), mode, beam=beam, max_new_tokens=room)
+    run = dict(method=system.name, fold=fold.name, steps=result.steps, best_step=result.best_step,
+               valid_metric=system.metric, valid_score=result.best_score, train_s=result.wall_s,
+               decode_s=time.perf_counter() - start, fallbacks=int(out["fallback"].sum()))
+    return out, run
+
+
 @torch.no_grad()
-def decode(whisper, vocab: ERVocabulary, system: System, inputs: list[torch.Tensor], cross_kv: bool,
+def zero_shot_transcripts(whisper, audios: list[np.ndarray], language: str, beam: int = 4, max_new_tokens: int = 64,
+                          batch_size: int = 8) -> list[str]:
+    """Stock Whisper's transcripts (no new tokens, no training): the zero-shot row of the paper's Table 4.
+
+    The encoder sees 30-s-padded input as in Whisper's own decoding: on real-length states the stock
+    decoder tends to repeat itself without ever emitting <|endoftext|>.
+    """
+    model = whisper.model.eval()
+    prefix = prefix_ids(whisper, language)
+    eot = whisper.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    texts = []
+    for start in range(0, len(audios), batch_size):
+        states = encode_padded_30s(whisper, audios[start : start + batch_size], layers=[-1])[:, 0]
+        mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+        for hyp in beam_search(model, states, mask, prefix, eot, beam, max_new_tokens):
+            texts.append(whisper.tokenizer.decode(hyp.tokens, skip_special_tokens=True).strip())
+    return texts
+
+
+@torch.no_grad()
+def decode(whisper, vocab: ERVocabulary, system: System, inputs: list[torch.Tensor], mode: str = "cpu",
            beam: int = 4, max_new_tokens: int = 8, batch_size: int = 16) -> pd.DataFrame:
     """Beam search over the extended vocabulary; one row per utterance (emotion, gender, text, fallback).
 
     When the best hypothesis holds no emotion token, the emotion with the highest probability at the
     place where it belongs is taken instead, and `fallback` says so (the notebooks count these).
+    Log-mels (`full` mode) are encoded once per batch before the search.
     """
     model = whisper.model.eval()
+    device = next(model.parameters()).device
+    kind = encoder_kind(mode)
     rows = []
     for start in range(0, len(inputs), batch_size):
-        enc, mask = pad_frames(inputs[start : start + batch_size])
-        enc = encoder_batch(enc, cross_kv)
+        padded, mask = (t.to(device) for t in pad_frames(inputs[start : start + batch_size]))
+        if kind == "mel":
+            padded, mask = MelBatch(padded).encode(model, mask)
+        enc = encoder_batch(padded, "states" if kind == "mel" else kind)
         for j, hyp in enumerate(beam_search(model, enc, mask, vocab.prefix, vocab.eot, beam, max_new_tokens)):
             out = parse(hyp.tokens, vocab, whisper.tokenizer)
             used = "ser" in system.tasks and out.emotion is None
             if used:
-                one = encoder_batch(pad_frames([inputs[start + j]])[0], cross_kv)
-                out.emotion = fallback_emotion(model, one, mask[j : j + 1, : int(mask[j].sum())], vocab.prefix,
-                                               hyp.tokens, vocab)
+                n = int(mask[j].sum())
+                one = encoder_batch(padded[j : j + 1, ..., :n, :], "states" if kind == "mel" else kind)
+                out.emotion = fallback_emotion(model, one, mask[j : j + 1, :n], vocab.prefix, hyp.tokens, vocab)
             rows.append({"emotion": out.emotion, "gender": out.gender, "text": out.text, "fallback": used,
                          "finished": hyp.finished})
     return pd.DataFrame(rows)

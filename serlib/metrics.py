@@ -209,3 +209,30 @@ def wer(
     if empty:
         raise ValueError(f"references {empty[:10]} are empty after normalisation; WER is undefined")
     return float(jiwer.wer(refs, hyps))
+
+
+def task_summary(predictions: pd.DataFrame, group_cols: Sequence[str] = ()) -> pd.DataFrame:
+    """Gender accuracy and WER per fold, pooled, mean and std, in fold_summary's long form.
+
+    Reads `gender_true`/`gender_pred` (metric `GR_acc`; a missing prediction counts as wrong) and
+    `text_true`/`text_pred` (metric `WER`, corpus-level, `wer`'s default normaliser) for the groups
+    whose rows have a non-null prediction for them; a group without one gets no such metric.
+    """
+    group_cols = list(group_cols)
+    rows = []
+    groups = predictions.groupby(group_cols, sort=False) if group_cols else [((), predictions)]
+    for key, frame in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        group = dict(zip(group_cols, key))
+        scorers = {}
+        if "gender_pred" in frame and frame["gender_pred"].notna().any():
+            scorers["GR_acc"] = lambda p: float((p["gender_pred"] == p["gender_true"]).mean())
+        if "text_pred" in frame and frame["text_pred"].notna().any():
+            scorers["WER"] = lambda p: wer(p["text_true"], p["text_pred"].fillna(""))
+        for metric, score in scorers.items():
+            used = frame[frame["text_pred"].notna()] if metric == "WER" else frame  # zero-shot: a sample
+            per_fold = {str(fold): score(part) for fold, part in used.groupby("fold", sort=True)}
+            values = pd.Series(per_fold, dtype=float)
+            summary = {**per_fold, "pooled": score(used), "mean": values.mean(), "std": values.std(ddof=1)}
+            rows += [{**group, "fold": fold, "metric": metric, "value": float(value)} for fold, value in summary.items()]
+    return pd.DataFrame(rows, columns=[*group_cols, "fold", "metric", "value"])

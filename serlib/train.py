@@ -149,6 +149,9 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-5
     weight_decay: float = 0.01  # AdamW, on every trained parameter
+    # Learning-rate factors by parameter name: the first key found in a name applies, e.g.
+    # {"embed_tokens.extra": 10} lets newly added token rows learn faster than pretrained weights.
+    lr_multipliers: dict[str, float] | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     max_norm: float | None = 1.0  # gradient clipping; None or 0 = none
     eval_every: int = 480  # optimizer steps between validations (and state saves)
@@ -180,6 +183,26 @@ class TrainConfig:
         d = asdict(self)
         d["betas"], d["out_dir"] = list(self.betas), str(self.out_dir) if self.out_dir else None
         return d
+
+
+def param_groups(model: torch.nn.Module, lr: float, multipliers: Mapping[str, float] | None) -> list[dict]:
+    """The trained parameters as optimizer groups, one per learning rate (see TrainConfig.lr_multipliers)."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    matched: set[str] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = next((k for k in (multipliers or {}) if k in name), None)
+        if key is not None:
+            matched.add(key)
+        groups.setdefault(lr * float(multipliers[key]) if key is not None else lr, []).append(param)
+    if not groups:
+        raise ValueError("the model has no parameter with requires_grad=True")
+    unmatched = set(multipliers or {}) - matched
+    if unmatched:
+        raise ValueError(f"lr_multipliers {sorted(unmatched)} match no trained parameter")
+    # the base rate's group first: the history's "lr" column reads group 0
+    return [{"params": params, "lr": group_lr} for group_lr, params in sorted(groups.items(), key=lambda g: g[0] != lr)]
 
 
 @dataclass
@@ -371,10 +394,9 @@ def fit(
     # Model, optimizer (fused AdamW on CUDA) and the plateau scheduler (not prepared: it must step
     # once per validation, whatever the number of processes).
     model.to(acc.device)
-    params = [q for q in model.parameters() if q.requires_grad]
-    if not params:
-        raise ValueError("the model has no parameter with requires_grad=True")
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+    groups = param_groups(model, cfg.lr, cfg.lr_multipliers)
+    params = [q for group in groups for q in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                   fused=True if device == "cuda" else None)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)

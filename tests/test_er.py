@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from serlib.er import TASK_SETS, System, build, decode, encoder_inputs, missing_labels, train
+from serlib.data.folds import Fold
+from serlib.er import (
+    TASK_SETS, DecoderInputs, System, build, decode, encoder_inputs, longest_target, missing_labels, run_fold, train,
+    zero_shot_transcripts,
+)
 from serlib.models.backbones import ct2_files
 from serlib.train import TrainConfig
 from tests.whisper_fixtures import tiny_whisper_with_tokenizer
@@ -29,20 +34,25 @@ def _data(n=8):
     return states, rows
 
 
-@pytest.mark.parametrize("name, cpu", [("STL-SER", True), ("A+G+S", True), ("G+S", False)])
-def test_a_system_trains_and_decodes(template, name, cpu):
+@pytest.mark.parametrize("name, mode", [("STL-SER", "cpu"), ("A+G+S", "cpu"), ("G+S", "decoder"), ("A+G+S", "full")])
+def test_a_system_trains_and_decodes(template, name, mode):
     system = System(name, TASK_SETS[name])
-    whisper, vocab = build(template, CLASSES, "en", system, seed=0, cpu=cpu)
+    whisper, vocab = build(template, CLASSES, "en", system, seed=0, mode=mode)
     assert template.model.config.vocab_size == len(template.tokenizer)  # the template stays untouched
     states, rows = _data()
-    inputs = encoder_inputs(whisper.model, states, cross_kv=cpu)
-    if cpu:
+    if mode == "full":  # log-mels [T, n_mels]: the encoder runs, and trains, inside each step
+        states = [torch.randn(2 * s.shape[0], 8, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(states)]
+    inputs = encoder_inputs(whisper.model, states, {"cpu": "kv", "decoder": "states", "full": "mel"}[mode])
+    encoder_before = whisper.model.model.encoder.layers[0].fc1.weight.detach().clone()
+    if mode == "cpu":
         assert inputs[3].shape == (2, 2, 8, 16)  # layers, (k, v), frames, dim
     config = TrainConfig(max_steps=3, batch_size=4, lr=1e-3, eval_every=3, top_k=1, device="cpu",
                          progress=False, seed=0)
-    result = train(whisper, vocab, system, CLASSES, inputs[:6], rows[:6], inputs[6:], rows[6:], config, cpu)
+    result = train(whisper, vocab, system, CLASSES, inputs[:6], rows[:6], inputs[6:], rows[6:], config, mode)
     assert system.metric in result.history.columns and result.steps == 3
-    out = decode(whisper, vocab, system, inputs, cpu, beam=2, max_new_tokens=4)
+    encoder_after = whisper.model.model.encoder.layers[0].fc1.weight
+    assert torch.equal(encoder_before, encoder_after) == (mode != "full")  # only full fine-tuning moves it
+    out = decode(whisper, vocab, system, inputs, mode, beam=2, max_new_tokens=4)
     assert len(out) == len(states)
     if "ser" in system.tasks:  # every utterance gets an emotion, from its hypothesis or the fallback
         assert out["emotion"].isin(CLASSES).all()
@@ -62,3 +72,47 @@ def test_corpora_without_labels_for_a_task_are_named():
     m = pd.DataFrame({"text": ["", "hi"], "gender": ["male", "female"], "emotion": ["sad", "sad"]})
     assert "transcript" in missing_labels(m, ("asr", "ser"))
     assert missing_labels(m, ("gender", "ser")) is None
+
+
+def test_decoder_inputs_are_computed_once_per_decoder_start(template):
+    states, _ = _data()
+    inputs = DecoderInputs(states, mode="cpu")
+    first, _ = build(template, CLASSES, "en", System("a", ("ser",)), seed=0)
+    second, _ = build(template, CLASSES, "en", System("b", ("gender", "ser")), seed=0)
+    random, _ = build(template, CLASSES, "en", System("r", ("ser",), decoder="random"), seed=0)
+    shared = inputs(first.model, "pretrained")
+    assert inputs(second.model, "pretrained") is shared  # no second computation
+    own = inputs(random.model, "random")
+    assert own is not shared and not torch.equal(own[0], shared[0])
+    assert torch.equal(shared[2], encoder_inputs(first.model, [states[2]], "kv")[0])
+    assert DecoderInputs(states, mode="decoder")(first.model, "pretrained") is states
+    with pytest.raises(ValueError, match="mode"):
+        DecoderInputs(states, mode="gpu")
+
+
+def test_longest_target_counts_every_scored_token(template):
+    whisper, vocab = build(template, CLASSES, "en", System("x", ("ser",)), seed=0)
+    rows = [{"text": "Hi.", "gender": "male", "emotion": "sad"},
+            {"text": "Kids are talking by the door.", "gender": "female", "emotion": "happy"}]
+    assert longest_target(vocab, whisper.tokenizer, ("ser",), rows) == 2  # emotion + <|endoftext|>
+    words = len(whisper.tokenizer.encode(" Kids are talking by the door.", add_special_tokens=False))
+    assert longest_target(vocab, whisper.tokenizer, ("asr", "gender", "ser"), rows) == words + 3
+
+
+def test_run_fold_trains_and_decodes_the_test_part(template):
+    states, rows = _data(10)
+    fold = Fold("f1", train=np.arange(6), valid=np.array([6, 7]), test=np.array([9, 8]))
+    config = TrainConfig(max_steps=2, batch_size=4, lr=1e-3, eval_every=2, top_k=1, device="cpu", progress=False, seed=0)
+    system = System("A+G+S", TASK_SETS["A+G+S"])
+    out, run = run_fold(template, CLASSES, "en", system, fold, DecoderInputs(states, mode="cpu"), rows, config, seed=0,
+                        beam=2)
+    assert len(out) == 2 and out["emotion"].isin(CLASSES).all()
+    assert run["method"] == "A+G+S" and run["fold"] == "f1" and run["steps"] == 2 and run["valid_metric"] == "UA"
+    assert run["fallbacks"] == int(out["fallback"].sum())
+
+
+def test_zero_shot_transcripts_use_the_untouched_model(template):
+    audio = [np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, np.zeros(8000, np.float32) + 0.01]
+    texts = zero_shot_transcripts(template, audio, "en", beam=2, max_new_tokens=3)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert template.model.config.vocab_size == len(template.tokenizer)  # no task tokens were added

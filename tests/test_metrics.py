@@ -127,3 +127,23 @@ def test_wer_default_normaliser():
     assert wer(["a b c", "d e"], ["a b", ""]) == pytest.approx(3 / 5)
     with pytest.raises(ValueError, match="empty"):
         wer(["..."], ["x"])
+
+
+def test_task_summary_scores_gender_and_wer_where_predicted():
+    from serlib.metrics import task_summary
+
+    frame = pd.DataFrame({
+        "method": ["mtl"] * 4 + ["ser"] * 2,
+        "fold": ["a", "a", "b", "b", "a", "b"],
+        "gender_true": ["male", "female", "male", "female", "male", "male"],
+        "gender_pred": ["male", None, "male", "male", None, None],
+        "text_true": ["the door", "kids are talking", "a b", "c", "x", "y"],
+        "text_pred": ["the door", "kids talking", "a b", "d", None, None],
+    })
+    out = task_summary(frame, group_cols=["method"]).set_index(["method", "fold", "metric"])["value"]
+    assert out[("mtl", "a", "GR_acc")] == 0.5 and out[("mtl", "b", "GR_acc")] == 0.5
+    assert out[("mtl", "pooled", "GR_acc")] == 0.5
+    assert out[("mtl", "a", "WER")] == pytest.approx(1 / 5)  # one deletion over 5 reference words
+    assert out[("mtl", "pooled", "WER")] == pytest.approx(2 / 8)
+    assert out[("mtl", "mean", "WER")] == pytest.approx((1 / 5 + 1 / 3) / 2)
+    assert "ser" not in out.index.get_level_values("method")  # no gender or text predictions: no rows

@@ -26,7 +26,7 @@ def test_notebooks_are_committed_without_outputs_and_take_parameters():
 
 def test_profiles_name_existing_notebooks():
     available = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
-    for name in ("default", "smoke", "full", "gpu", "iemocap", "shemo"):
+    for name in ("default", "smoke", "full", "gpu", "iemocap", "shemo", "whisper_er"):
         profile = load_profile(name)
         assert set(profile["notebooks"]) <= available, name
         for notebook in profile["notebooks"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from serlib.data.prepare import cap_per_speaker, prepare_corpus, protocol_folds
 from serlib.params import notebook_params
@@ -69,3 +70,17 @@ def test_a_new_corpus_needs_only_a_csv(tmp_path):
     assert len(corpus.manifest) == 12 and corpus.classes == ["neutral", "sad", "angry"]
     folds = protocol_folds(corpus, "speakers", P)
     assert [len(f.test) for f in folds] == [4, 4, 4] and all(f.speaker_independent for f in folds)
+
+
+def test_protocol_folds_limit_per_corpus_or_for_all(tmp_path):
+    from serlib.data.prepare import PreparedCorpus, protocol_folds
+
+    rows = [{"utt_id": f"s{s}_{i}", "speaker": f"s{s}", "emotion": ("happy", "sad")[i % 2]} for s in range(6) for i in range(4)]
+    corpus = PreparedCorpus("toy", pd.DataFrame(rows), [], ["happy", "sad"],
+                            {"protocols": {"groups": {"kind": "speaker_groups", "k": 3}}})
+    assert len(protocol_folds(corpus, "groups", {})) == 3
+    assert len(protocol_folds(corpus, "groups", {}, limit=2)) == 2
+    assert len(protocol_folds(corpus, "groups", {}, limit={"toy": 1, "other": 2})) == 1
+    assert len(protocol_folds(corpus, "groups", {}, limit={"other": 1})) == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        protocol_folds(corpus, "groups", {}, limit=0)

@@ -291,3 +291,16 @@ def test_pooled_classifier_shapes_and_layer_weights():
         layered(torch.randn(2, 3, 5, 4), mask)
     with pytest.raises(ValueError, match="expected"):
         head(torch.randn(2, 2, 5, 4))
+
+
+def test_lr_multipliers_make_parameter_groups():
+    from serlib.train import param_groups
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].bias.requires_grad_(False)
+    groups = param_groups(model, 0.1, {"1.": 10})
+    assert groups[0]["lr"] == 0.1 and groups[0]["params"] == [model[0].weight]  # the base rate first
+    assert groups[1]["lr"] == pytest.approx(1.0) and groups[1]["params"] == [model[1].weight, model[1].bias]
+    assert len(param_groups(model, 0.1, None)) == 1
+    with pytest.raises(ValueError, match="match no trained parameter"):
+        param_groups(model, 0.1, {"embed_tokens.extra": 10})

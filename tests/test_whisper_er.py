@@ -225,7 +225,7 @@ def test_collate_builds_training_batches(whisper):
     batch = er_collate(vocab, whisper.tokenizer, ("ser",))(items)
     assert batch["enc"].shape == (2, 9, 16) and batch["enc_mask"].sum(1).tolist() == [5, 9]
     assert batch["labels"].tolist() == [[vocab.emotions["sad"], vocab.eot], [vocab.emotions["happy"], vocab.eot]]
-    kv_batch = er_collate(vocab, whisper.tokenizer, ("ser",), cross_kv=True)(
+    kv_batch = er_collate(vocab, whisper.tokenizer, ("ser",), inputs="kv")(
         [(torch.randn(2, 2, 5, 16), {"emotion": "sad"}), (torch.randn(2, 2, 9, 16), {"emotion": "happy"})])
     assert isinstance(kv_batch["enc"], CrossKV) and kv_batch["enc"].kv.shape == (2, 2, 2, 9, 16)
 

@@ -54,11 +54,20 @@ def prepare_corpus(name: str, params: dict) -> PreparedCorpus:
     return PreparedCorpus(name, manifest.reset_index(drop=True), skipped, list(classes), spec)
 
 
-def protocol_folds(corpus: PreparedCorpus, protocol: str, params: dict) -> list[Fold]:
-    """Folds of one named protocol of the corpus (e.g. `emobox`, `speaker_groups`)."""
+def protocol_folds(corpus: PreparedCorpus, protocol: str, params: dict,
+                   limit: int | dict[str, int | None] | None = None) -> list[Fold]:
+    """Folds of one named protocol of the corpus (e.g. `emobox`, `speaker_groups`).
+
+    `limit` keeps the first n folds (a notebook's `max_folds`): one number for every corpus, or a
+    mapping from corpus name to a number (a corpus not named, or null, keeps every fold).
+    """
     protocols = corpus.spec.get("protocols", {})
     if protocol not in protocols:
         raise KeyError(f"{corpus.name}: no protocol {protocol!r}; the profile defines {sorted(protocols)}")
     spec = dict(protocols[protocol])
     spec.setdefault("seed", params.get("seed", 0))
-    return make_folds(corpus.manifest, spec, splits_root=params.get("splits_root"))
+    folds = make_folds(corpus.manifest, spec, splits_root=params.get("splits_root"))
+    n = limit.get(corpus.name) if isinstance(limit, dict) else limit
+    if n is not None and int(n) < 1:
+        raise ValueError(f"{corpus.name}: max_folds {n} must be at least 1")
+    return folds if n is None else folds[: int(n)]

@@ -7,6 +7,8 @@ encoder's weights fixed.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -28,3 +30,11 @@ class ConventionalSER(nn.Module):
         mels = [x[i, : int(n)].T for i, n in enumerate(lengths)]
         states, frame_mask = encode_batch(self.encoder, mels, layers=[len(self.encoder.layers)])
         return self.head(states[:, 0], frame_mask)
+
+
+def conventional_model(whisper, num_classes: int, dim: int | None, finetune: bool, dropout: float = 0.1) -> nn.Module:
+    """The conventional method as a mode asks for it: a head on cached pooled states (`dim` wide), or
+    the whole encoder (a copy, in float32) with the head for fine-tuning from log-mels."""
+    if not finetune:
+        return PooledClassifier(dim, num_classes, dropout=dropout)
+    return ConventionalSER(copy.deepcopy(whisper.model.model.encoder).float(), num_classes, dropout)

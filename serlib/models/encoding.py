@@ -34,6 +34,13 @@ def log_mel(feature_extractor, audio: np.ndarray) -> torch.Tensor:
     return feats[:, :frames]
 
 
+def utterance_log_mels(feature_extractor, paths: Sequence[str]) -> list[torch.Tensor]:
+    """Log-mels [frames, n_mels] (time first, as batches pad it) per audio file, for end-to-end training."""
+    from ..data.audio import load_audio
+
+    return [log_mel(feature_extractor, load_audio(p)).T for p in paths]
+
+
 def encoder_frames(mel_frames: int) -> int:
     """Encoder output frames for a log-mel of `mel_frames` frames (the stride-2 conv rounds up)."""
     return (mel_frames + 1) // 2
@@ -110,7 +117,7 @@ def encode_padded_30s(whisper, audios: Sequence[np.ndarray], layers: Sequence[in
     """The stock encoder on 30-s-padded input, real frames kept afterwards (the slow reference path)."""
     feats = whisper.feature_extractor(
         list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt"
-    ).input_features.to(whisper.model.dtype)
+    ).input_features.to(whisper.model.device, whisper.model.dtype)
     out = whisper.model.model.encoder(feats, output_hidden_states=True)
     hidden = torch.stack(out.hidden_states, dim=1)
     return hidden if layers is None else hidden[:, list(layers)]

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from .encoding import encode_batch
 from .heads import pad_frames
 
 TASKS = ("asr", "gender", "ser")  # the paper's serial order: text, then gender, then emotion
@@ -300,9 +301,35 @@ class CrossKV:
         return CrossKV(self.kv.to(*args, **kwargs))
 
 
-def encoder_batch(padded: torch.Tensor, cross_kv: bool) -> torch.Tensor | CrossKV:
-    """A padded batch of encoder inputs as decoder_logits takes it: states, or K/V wrapped in CrossKV."""
-    return CrossKV(padded) if cross_kv else padded
+@dataclass
+class MelBatch:
+    """Padded log-mels [B, T, n_mels] for full fine-tuning: the encoder runs inside each step.
+
+    Its mask is over mel frames; `encode` turns both into encoder states and their frame mask.
+    """
+
+    mels: torch.Tensor
+
+    def to(self, *args, **kwargs) -> "MelBatch":  # lets accelerate move batches holding it
+        return MelBatch(self.mels.to(*args, **kwargs))
+
+    def encode(self, model, mel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        encoder = model.model.encoder
+        mels = [self.mels[i, : int(n)].T for i, n in enumerate(mel_mask.sum(dim=1).tolist())]
+        states, frame_mask = encode_batch(encoder, mels, layers=[len(encoder.layers)])
+        return states[:, 0], frame_mask
+
+
+# What a batch's encoder side holds: precomputed cross-attention K/V (CPU profile), cached encoder
+# states (decoder fine-tuning), or log-mels (full fine-tuning of encoder and decoder).
+ENCODER_INPUTS = ("kv", "states", "mel")
+
+
+def encoder_batch(padded: torch.Tensor, inputs: str) -> torch.Tensor | CrossKV | MelBatch:
+    """A padded batch of encoder inputs as decoder_logits takes it (see ENCODER_INPUTS)."""
+    if inputs not in ENCODER_INPUTS:
+        raise ValueError(f"encoder inputs {inputs!r}: use one of {ENCODER_INPUTS}")
+    return CrossKV(padded) if inputs == "kv" else MelBatch(padded) if inputs == "mel" else padded
 
 
 @torch.no_grad()
@@ -334,17 +361,20 @@ def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | Cross
     """Logits [B, T, V] of Whisper's decoder over real encoder frames only.
 
     Mirrors transformers' WhisperDecoder.forward, adding the cross-attention mask it lacks.
-    `encoder` is the encoder states [B, S, D], or their precomputed cross-attention keys/values.
+    `encoder` is the encoder states [B, S, D], their precomputed cross-attention keys/values, or
+    log-mels (`MelBatch`, run through the encoder here: training only, decoding encodes once first).
     With `cache`, `input_ids` are the new tokens only and the cache grows by them.
     `positions` [B, T] selects the output positions whose logits are needed (training scores only
     a few of them, and the vocabulary projection is a large part of a short-target step).
     """
     dec = model.model.decoder
+    if isinstance(encoder, MelBatch):
+        encoder, encoder_mask = encoder.encode(model, encoder_mask)
     use_cache = cache is not None
     if isinstance(encoder, CrossKV):
         cache = cache if cache is not None else new_cache()
         if not cache.is_updated.get(0):
-            _prefill(cache, encoder, dec.layers[0].encoder_attn.num_heads, dec.embed_tokens.weight.dtype)
+            _prefill(cache, encoder, dec.layers[0].encoder_attn.num_heads, dec.layer_norm.weight.dtype)
         states = encoder.kv.new_zeros(encoder.kv.shape[0], 1, encoder.kv.shape[-1])  # unused: cache is read
         use_cache = True
     else:
@@ -490,7 +520,7 @@ def scored_positions(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 class ERDataset(torch.utils.data.Dataset):
-    """Per utterance: encoder states [S, D] (or cross-attention K/V [layers, 2, S, D]) and its row.
+    """Per utterance: encoder states [S, D], cross-attention K/V [layers, 2, S, D] or log-mels [T, n_mels]; its row.
 
     Rows are dicts with what the targets need: text, gender, emotion.
     """
@@ -507,7 +537,7 @@ class ERDataset(torch.utils.data.Dataset):
         return self.encoder[i], self.rows[i]
 
 
-def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], cross_kv: bool = False):
+def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], inputs: str = "states"):
     """Batches for the trainer: padded encoder inputs, frame mask, and teacher-forcing targets."""
 
     def collate(items) -> dict:
@@ -515,7 +545,7 @@ def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], cross_kv:
         enc, mask = pad_frames(list(encoder))
         targets = build_targets(vocab, tokenizer, tasks, list(rows))
         positions, labels, task = scored_positions(targets)
-        return {"enc": encoder_batch(enc, cross_kv), "enc_mask": mask, "input_ids": targets.input_ids,
+        return {"enc": encoder_batch(enc, inputs), "enc_mask": mask, "input_ids": targets.input_ids,
                 "positions": positions, "labels": labels, "task": task}
 
     return collate
