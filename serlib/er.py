@@ -94,25 +94,29 @@ def build(template, classes: list[str], language: str, system: System, seed: int
 
 
 @torch.no_grad()
-def encoder_inputs(model, data: list[torch.Tensor], kind: str, batch_size: int = 32) -> list[torch.Tensor]:
+def encoder_inputs(model, data: list[torch.Tensor], kind: str, batch_size: int = 32,
+                   precision: str = "no") -> list[torch.Tensor]:
     """Per utterance, what batches of `kind` hold: for "kv" the cross-attention K/V [layers, 2, S, D]
-    (float16) of its cached states [S, D]; for "states" or "mel" the data as given.
+    (float16, on the CPU) of its cached states [S, D]; for "states" or "mel" the data as given.
 
     K/V depend only on the (frozen) projections, so one computation serves every system that starts
-    from the same decoder weights.
+    from the same decoder weights. `precision` "bf16" computes them under bf16 autocast, as the
+    training steps that read them do when their precision is bf16.
     """
     if kind != "kv":
         return data
     states = data
     model.eval()
+    device = next(model.parameters()).device
     out: list[torch.Tensor] = [None] * len(states)  # type: ignore[list-item]
     order = np.argsort([s.shape[0] for s in states])
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         padded, mask = pad_frames([states[i] for i in idx])
-        kv = cross_attention_kv(model, padded).kv
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            kv = cross_attention_kv(model, padded.to(device)).kv
         for j, i in enumerate(idx):
-            out[i] = kv[j, :, :, : int(mask[j].sum())].half()
+            out[i] = kv[j, :, :, : int(mask[j].sum())].half().cpu()
     return out
 
 
@@ -125,13 +129,13 @@ class DecoderInputs:
     data as given: cached states (`decoder`) or log-mels [T, n_mels] (`full`).
     """
 
-    def __init__(self, data: list[torch.Tensor], mode: str):
-        self.data, self.kind = data, encoder_kind(mode)
+    def __init__(self, data: list[torch.Tensor], mode: str, precision: str = "no"):
+        self.data, self.kind, self.precision = data, encoder_kind(mode), precision
         self._computed: dict[str, list[torch.Tensor]] = {}
 
     def __call__(self, model, decoder: str) -> list[torch.Tensor]:
         if decoder not in self._computed:
-            self._computed[decoder] = encoder_inputs(model, self.data, self.kind)
+            self._computed[decoder] = encoder_inputs(model, self.data, self.kind, precision=self.precision)
         return self._computed[decoder]
 
 

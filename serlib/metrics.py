@@ -93,6 +93,15 @@ def normalise_rows(cm: pd.DataFrame) -> pd.DataFrame:
     return cm.div(totals.where(totals > 0), axis=0).astype(float)
 
 
+def _groups(frame: pd.DataFrame, group_cols: list[str]):
+    """(column -> value of the group, rows) per group in order of appearance; one group without columns."""
+    if not group_cols:
+        yield {}, frame
+        return
+    for key, part in frame.groupby(group_cols, sort=False):
+        yield dict(zip(group_cols, key if isinstance(key, tuple) else (key,))), part
+
+
 def fold_summary(
     predictions: pd.DataFrame, labels=None, group_cols: Sequence[str] = ()
 ) -> pd.DataFrame:
@@ -117,10 +126,7 @@ def fold_summary(
     if predictions.empty:
         raise ValueError("no predictions to summarise")
     rows = []
-    groups = predictions.groupby(group_cols, sort=False) if group_cols else [((), predictions)]
-    for key, frame in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        group = dict(zip(group_cols, key))
+    for group, frame in _groups(predictions, group_cols):
         per_fold = {}
         for fold, part in frame.groupby("fold", sort=True):
             per_fold[str(fold)] = classification_metrics(part["y_true"], part["y_pred"], labels)
@@ -220,10 +226,7 @@ def task_summary(predictions: pd.DataFrame, group_cols: Sequence[str] = ()) -> p
     """
     group_cols = list(group_cols)
     rows = []
-    groups = predictions.groupby(group_cols, sort=False) if group_cols else [((), predictions)]
-    for key, frame in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        group = dict(zip(group_cols, key))
+    for group, frame in _groups(predictions, group_cols):
         scorers = {}
         if "gender_pred" in frame and frame["gender_pred"].notna().any():
             scorers["GR_acc"] = lambda p: float((p["gender_pred"] == p["gender_true"]).mean())

@@ -116,3 +116,13 @@ def test_zero_shot_transcripts_use_the_untouched_model(template):
     texts = zero_shot_transcripts(template, audio, "en", beam=2, max_new_tokens=3)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     assert template.model.config.vocab_size == len(template.tokenizer)  # no task tokens were added
+
+
+def test_bf16_keys_and_values_stay_close_to_float32(template):
+    states, _ = _data()
+    whisper, _ = build(template, CLASSES, "en", System("a", ("ser",)), seed=0)
+    exact = encoder_inputs(whisper.model, states, "kv")
+    fast = encoder_inputs(whisper.model, states, "kv", precision="bf16")
+    for a, b in zip(exact, fast):
+        assert a.shape == b.shape and a.dtype == b.dtype == torch.float16
+        assert torch.allclose(a.float(), b.float(), atol=0.05, rtol=0.02)
