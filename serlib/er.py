@@ -31,7 +31,7 @@ from .models.whisper_er import (
     extend_vocabulary, fallback_emotion, freeze_cross_attention_kv, parse, prefix_ids, randomise_decoder,
     target_tokens, train_new_rows_only,
 )
-from .train import TrainConfig, TrainResult, fit
+from .train import TrainConfig, TrainResult, fit, resolve_precision
 
 # The paper's task mixes (Table 2 and 4): A = ASR, G = gender recognition, S = emotion recognition.
 TASK_SETS = {
@@ -218,7 +218,8 @@ def run_fold(template, classes: list[str], language: str, system: System, fold: 
                    [rows[i] for i in fold.valid], config, mode)
     start = time.perf_counter()
     room = longest_target(vocab, whisper.tokenizer, system.tasks, train_rows) + 2  # a little longer than seen
-    out = decode(whisper, vocab, system, pick(fold.test), mode, beam=beam, max_new_tokens=room)
+    precision = resolve_precision(config.precision, next(whisper.model.parameters()).device.type)
+    out = decode(whisper, vocab, system, pick(fold.test), mode, beam=beam, max_new_tokens=room, precision=precision)
     run = dict(method=system.name, fold=fold.name, steps=result.steps, best_step=result.best_step,
                valid_metric=system.metric, valid_score=result.best_score, train_s=result.wall_s,
                decode_s=time.perf_counter() - start, fallbacks=int(out["fallback"].sum()))
@@ -247,12 +248,13 @@ def zero_shot_transcripts(whisper, audios: list[np.ndarray], language: str, beam
 
 @torch.no_grad()
 def decode(whisper, vocab: ERVocabulary, system: System, inputs: list[torch.Tensor], mode: str = "cpu",
-           beam: int = 4, max_new_tokens: int = 8, batch_size: int = 16) -> pd.DataFrame:
+           beam: int = 4, max_new_tokens: int = 8, batch_size: int = 16, precision: str = "no") -> pd.DataFrame:
     """Beam search over the extended vocabulary; one row per utterance (emotion, gender, text, fallback).
 
     When the best hypothesis holds no emotion token, the emotion with the highest probability at the
     place where it belongs is taken instead, and `fallback` says so (the notebooks count these).
-    Log-mels (`full` mode) are encoded once per batch before the search.
+    Log-mels (`full` mode) are encoded once per batch before the search. `precision` "bf16" decodes
+    under bf16 autocast, as a model trained that way was validated.
     """
     model = whisper.model.eval()
     device = next(model.parameters()).device
@@ -260,16 +262,26 @@ def decode(whisper, vocab: ERVocabulary, system: System, inputs: list[torch.Tens
     rows = []
     for start in range(0, len(inputs), batch_size):
         padded, mask = (t.to(device) for t in pad_frames(inputs[start : start + batch_size]))
-        if kind == "mel":
-            padded, mask = MelBatch(padded).encode(model, mask)
-        enc = encoder_batch(padded, "states" if kind == "mel" else kind)
-        for j, hyp in enumerate(beam_search(model, enc, mask, vocab.prefix, vocab.eot, beam, max_new_tokens)):
-            out = parse(hyp.tokens, vocab, whisper.tokenizer)
-            used = "ser" in system.tasks and out.emotion is None
-            if used:
-                n = int(mask[j].sum())
-                one = encoder_batch(padded[j : j + 1, ..., :n, :], "states" if kind == "mel" else kind)
-                out.emotion = fallback_emotion(model, one, mask[j : j + 1, :n], vocab.prefix, hyp.tokens, vocab)
-            rows.append({"emotion": out.emotion, "gender": out.gender, "text": out.text, "fallback": used,
-                         "finished": hyp.finished})
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            rows += _decode_batch(whisper, vocab, system, model, padded, mask, kind, beam, max_new_tokens)
     return pd.DataFrame(rows)
+
+
+def _decode_batch(whisper, vocab: ERVocabulary, system: System, model, padded: torch.Tensor, mask: torch.Tensor,
+                  kind: str, beam: int, max_new_tokens: int) -> list[dict]:
+    """decode's rows for one padded batch of encoder inputs."""
+    if kind == "mel":
+        padded, mask = MelBatch(padded).encode(model, mask)
+        kind = "states"
+    rows = []
+    for j, hyp in enumerate(beam_search(model, encoder_batch(padded, kind), mask, vocab.prefix, vocab.eot, beam,
+                                        max_new_tokens)):
+        out = parse(hyp.tokens, vocab, whisper.tokenizer)
+        used = "ser" in system.tasks and out.emotion is None
+        if used:
+            n = int(mask[j].sum())
+            one = encoder_batch(padded[j : j + 1, ..., :n, :], kind)
+            out.emotion = fallback_emotion(model, one, mask[j : j + 1, :n], vocab.prefix, hyp.tokens, vocab)
+        rows.append({"emotion": out.emotion, "gender": out.gender, "text": out.text, "fallback": used,
+                     "finished": hyp.finished})
+    return rows

@@ -156,6 +156,7 @@ class TrainConfig:
     max_norm: float | None = 1.0  # gradient clipping; None or 0 = none
     eval_every: int = 480  # optimizer steps between validations (and state saves)
     patience: int | None = 20  # validations without improvement before stopping; None = never
+    stop_at: float | None = None  # a validation score nothing can beat (1.0 for accuracies): stop on reaching it
     top_k: int = 10  # best checkpoints parameter-averaged at the end (1 = the best)
     # The paper names ReduceLROnPlateau without settings: PyTorch's defaults.
     plateau_factor: float = 0.1
@@ -534,6 +535,8 @@ def fit(
             keep_checkpoint(score, state)
             if cfg.patience and p["bad_evals"] >= cfg.patience:
                 p["stopped_early"] = True
+            if cfg.stop_at is not None and not math.isnan(score) and score >= cfg.stop_at:
+                p["stopped_early"] = True  # no later validation could count as an improvement
             best = p["best_score"]
             bar.set_postfix({cfg.metric: f"{score:.4f}", "best": "-" if best is None else f"{best:.4f}"},
                             refresh=False)

@@ -54,6 +54,8 @@ def test_a_system_trains_and_decodes(template, name, mode):
     assert torch.equal(encoder_before, encoder_after) == (mode != "full")  # only full fine-tuning moves it
     out = decode(whisper, vocab, system, inputs, mode, beam=2, max_new_tokens=4)
     assert len(out) == len(states)
+    fast = decode(whisper, vocab, system, inputs, mode, beam=2, max_new_tokens=4, precision="bf16")
+    assert len(fast) == len(states) and list(fast.columns) == list(out.columns)
     if "ser" in system.tasks:  # every utterance gets an emotion, from its hypothesis or the fallback
         assert out["emotion"].isin(CLASSES).all()
         assert out.loc[~out["fallback"], "emotion"].notna().all()

@@ -139,6 +139,20 @@ def test_early_stopping_when_the_metric_never_improves():
     assert res.averaged_steps == [1, 2, 3]  # equal scores: the earlier checkpoints stay
 
 
+def test_stops_when_the_validation_score_reaches_its_ceiling():
+    scores = iter([0.4, 0.9, 1.0, 1.0, 1.0])
+
+    def rising(model, loader):
+        return {"UA": next(scores)}
+
+    res = fit(linear(), blobs(48, 0), blobs(12, 1), loss_fn, rising,
+              cfg(max_steps=100, eval_every=2, patience=None, top_k=2, stop_at=1.0))
+    assert res.stopped_early and res.steps == 6 and res.best_step == 6
+    res = fit(linear(), blobs(48, 0), blobs(12, 1), loss_fn, lambda m, l: {"UA": 0.9},
+              cfg(max_steps=6, eval_every=2, patience=None, top_k=2, stop_at=1.0))
+    assert not res.stopped_early and res.steps == 6
+
+
 def test_evaluates_the_last_step_and_plateau_lowers_lr():
     res = fit(linear(), blobs(48, 0), blobs(12, 1), loss_fn, lambda m, l: {"UA": 0.5},
               cfg(max_steps=7, eval_every=3, plateau_patience=0, plateau_factor=0.5))
