@@ -22,16 +22,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .classify import train_and_predict
 from .data.folds import Fold
 from .metrics import classification_metrics
-from .models.encoding import encode_padded_30s
+from .models.conventional import conventional_model
+from .models.encoding import encode_padded_30s, utterance_log_mels
 from .models.heads import pad_frames
 from .models.whisper_er import (
     ERDataset, ERVocabulary, MelBatch, beam_search, cross_attention_kv, decoder_logits, encoder_batch, er_collate, er_loss,
     extend_vocabulary, fallback_emotion, freeze_cross_attention_kv, parse, prefix_ids, randomise_decoder,
     target_tokens, train_new_rows_only,
 )
-from .train import TrainConfig, TrainResult, fit, resolve_precision
+from .train import TrainConfig, TrainResult, fit, resolve_precision, seed_everything
 
 # The paper's task mixes (Table 2 and 4): A = ASR, G = gender recognition, S = emotion recognition.
 TASK_SETS = {
@@ -137,6 +139,33 @@ class DecoderInputs:
         if decoder not in self._computed:
             self._computed[decoder] = encoder_inputs(model, self.data, self.kind, precision=self.precision)
         return self._computed[decoder]
+
+
+def corpus_inputs(cache, manifest: pd.DataFrame, mode: str, config: TrainConfig):
+    """One corpus's inputs, as `mode` needs them: (conventional method's X, DecoderInputs).
+
+    `full`: log-mels for both (the encoder trains everywhere). Otherwise the cached encoder output:
+    its per-utterance mean for the conventional head, its frames for the decoder (K/V computed at
+    the training precision).
+    """
+    if encoder_kind(mode) == "mel":
+        mels = utterance_log_mels(cache.whisper.feature_extractor, manifest["path"])
+        return mels, DecoderInputs(mels, mode)
+    last = cache.n_layers(manifest) - 1
+    precision = resolve_precision(config.precision, next(cache.whisper.model.parameters()).device.type)
+    return (cache.pooled(manifest, layers=[last])[:, 0],
+            DecoderInputs([f[0] for f in cache.frames(manifest, layers=[last])], mode, precision))
+
+
+def conventional_fold(template, X, y: np.ndarray, fold: Fold, num_classes: int, config: TrainConfig, mode: str):
+    """The conventional method on one fold, beside the Whisper-ER systems: (test predictions, TrainResult).
+
+    A head on the pooled states, or (`full`) the encoder fine-tuned with it from log-mels.
+    """
+    finetune = encoder_kind(mode) == "mel"
+    seed_everything(config.seed)  # the head's initial weights
+    model = conventional_model(template, num_classes, None if finetune else X.shape[1], finetune)
+    return train_and_predict(model, X, y, fold, num_classes, config, standardise=not finetune)
 
 
 def rows_of(manifest: pd.DataFrame) -> list[dict]:
