@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/encoder_throughput.py
+	$(PY) -m serlib.bench
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

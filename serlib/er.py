@@ -33,7 +33,8 @@ from .models.whisper_er import (
     extend_vocabulary, fallback_emotion, freeze_cross_attention_kv, parse, prefix_ids, randomise_decoder,
     target_tokens, train_new_rows_only,
 )
-from .train import TrainConfig, TrainResult, fit, resolve_precision, seed_everything
+from .precision import autocast, resolve_precision
+from .train import TrainConfig, TrainResult, fit, seed_everything
 
 # The paper's task mixes (Table 2 and 4): A = ASR, G = gender recognition, S = emotion recognition.
 TASK_SETS = {
@@ -98,8 +99,8 @@ def build(template, classes: list[str], language: str, system: System, seed: int
 @torch.no_grad()
 def encoder_inputs(model, data: list[torch.Tensor], kind: str, batch_size: int = 32,
                    precision: str = "no") -> list[torch.Tensor]:
-    """Per utterance, what batches of `kind` hold: for "kv" the cross-attention K/V [layers, 2, S, D]
-    (float16, on the CPU) of its cached states [S, D]; for "states" or "mel" the data as given.
+    """Per utterance, what batches of `kind` hold: for "kv" the cross-attention K/V [layers, 2, heads,
+    S, head_dim] (float16, on the CPU) of its cached states [S, D]; for "states" or "mel" the data as given.
 
     K/V depend only on the (frozen) projections, so one computation serves every system that starts
     from the same decoder weights. `precision` "bf16" computes them under bf16 autocast, as the
@@ -115,10 +116,10 @@ def encoder_inputs(model, data: list[torch.Tensor], kind: str, batch_size: int =
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         padded, mask = pad_frames([states[i] for i in idx])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             kv = cross_attention_kv(model, padded.to(device)).kv
         for j, i in enumerate(idx):
-            out[i] = kv[j, :, :, : int(mask[j].sum())].half().cpu()
+            out[i] = kv[j, ..., : int(mask[j].sum()), :].half().cpu()
     return out
 
 
@@ -182,51 +183,57 @@ def teacher_forced_evaluate(vocab: ERVocabulary, classes: list[str]):
     """evaluate_fn for the trainer, from one teacher-forced pass (no search, so validation stays cheap).
 
     SER: the token the model ranks first where the emotion token belongs (anything but an emotion
-    token counts as wrong), scored as UA. GR: the same at the gender position. ASR: accuracy of the
-    next-token prediction over the transcript tokens (a stand-in for WER that needs no decoding).
+    token counts as wrong, class "none"), scored as UA over `classes`. GR: accuracy at the gender
+    position. ASR: accuracy of the next-token prediction over the transcript tokens (a stand-in for
+    WER that needs no decoding). A metric is returned only where its tokens occur.
     """
-    emotion_of = {i: e for e, i in vocab.emotions.items()}
-    gender_ids = set(vocab.genders.values())
 
     @torch.no_grad()
     def evaluate(model, loader) -> dict[str, float]:
         model.eval()
-        y_true, y_pred, gender_hits, text_hits = [], [], [], []
+        labels, guesses = [], []
         for batch in loader:
             logits = decoder_logits(model, batch["input_ids"], batch["enc"], batch["enc_mask"],
                                     positions=batch["positions"])
-            top, labels = logits.argmax(-1), batch["labels"]
-            for b in range(labels.shape[0]):
-                for pos in range(labels.shape[1]):
-                    label, guess = int(labels[b, pos]), int(top[b, pos])
-                    if label in emotion_of:
-                        y_true.append(emotion_of[label])
-                        y_pred.append(emotion_of.get(guess, "none"))
-                    elif label in gender_ids:
-                        gender_hits.append(guess == label)
-                    elif label != -100 and label != vocab.eot:
-                        text_hits.append(guess == label)
+            scored = batch["labels"] != -100
+            labels.append(batch["labels"][scored].cpu())
+            guesses.append(logits.argmax(-1)[scored].cpu())
         model.train()
-        scores = {}
-        if y_true:
-            scores["UA"] = classification_metrics(y_true, y_pred, classes + ["none"])["UA"]
-        if gender_hits:
-            scores["GR_acc"] = float(np.mean(gender_hits))
-        if text_hits:
-            scores["ASR_token_acc"] = float(np.mean(text_hits))
-        return scores
+        return teacher_forced_scores(torch.cat(labels), torch.cat(guesses), vocab, classes)
 
     return evaluate
+
+
+def teacher_forced_scores(labels: torch.Tensor, guesses: torch.Tensor, vocab: ERVocabulary,
+                          classes: list[str]) -> dict[str, float]:
+    """UA / GR_acc / ASR_token_acc of teacher-forced guesses at scored positions (see above)."""
+    emotion_ids = torch.tensor(vocab.emotion_ids)
+    gender_ids = torch.tensor(list(vocab.genders.values()))
+    is_emotion, is_gender = torch.isin(labels, emotion_ids), torch.isin(labels, gender_ids)
+    is_text = ~is_emotion & ~is_gender & (labels != vocab.eot)
+    hits = guesses == labels
+    scores = {}
+    if is_emotion.any():
+        emotion_of = {i: e for e, i in vocab.emotions.items()}
+        y_true = [emotion_of[int(i)] for i in labels[is_emotion]]
+        y_pred = [emotion_of.get(int(i), "none") for i in guesses[is_emotion]]
+        scores["UA"] = classification_metrics(y_true, y_pred, classes + ["none"])["UA"]
+    if is_gender.any():
+        scores["GR_acc"] = float(hits[is_gender].float().mean())
+    if is_text.any():
+        scores["ASR_token_acc"] = float(hits[is_text].float().mean())
+    return scores
 
 
 def train(whisper, vocab: ERVocabulary, system: System, classes: list[str], train_inputs: list[torch.Tensor],
           train_rows: list[dict], valid_inputs: list[torch.Tensor], valid_rows: list[dict],
           config: TrainConfig, mode: str = "cpu") -> TrainResult:
     """Fine-tune with the shared trainer: equation 5 for one task, equation 6 for several."""
-    collate = er_collate(vocab, whisper.tokenizer, system.tasks, inputs=encoder_kind(mode))
-    valid = ERDataset(valid_inputs, valid_rows) if valid_inputs else None
+    collate = er_collate(vocab, system.tasks, inputs=encoder_kind(mode))
+    data = lambda inputs, rows: ERDataset(inputs, rows, vocab, whisper.tokenizer, system.tasks)  # noqa: E731
+    valid = data(valid_inputs, valid_rows) if valid_inputs else None
     config = replace(config, metric=system.metric)
-    return fit(whisper.model, ERDataset(train_inputs, train_rows), valid,
+    return fit(whisper.model, data(train_inputs, train_rows), valid,
                er_loss(len(system.tasks), system.serial), teacher_forced_evaluate(vocab, classes), config,
                collate_fn=collate)
 
@@ -291,7 +298,7 @@ def decode(whisper, vocab: ERVocabulary, system: System, inputs: list[torch.Tens
     rows = []
     for start in range(0, len(inputs), batch_size):
         padded, mask = (t.to(device) for t in pad_frames(inputs[start : start + batch_size]))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             rows += _decode_batch(whisper, vocab, system, model, padded, mask, kind, beam, max_new_tokens)
     return pd.DataFrame(rows)
 

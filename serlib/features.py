@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.std import tqdm
 
+from .allocator import keep_freed_memory
 from .data.audio import load_audio
 from .models.encoding import encode_batch, length_batches, log_mel
 from .paths import cache_root, inside
@@ -130,6 +131,7 @@ class FeatureCache:
 
     @torch.inference_mode()
     def _build(self, todo, progress: bool) -> None:
+        keep_freed_memory()
         whisper = self.whisper
         encoder = whisper.model.model.encoder
         mels = [log_mel(whisper.feature_extractor, load_audio(row.path)) for row, _ in

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from .train import resolve_device
+from .precision import Precision, choose_precision
+from .train import TrainConfig, resolve_device
 
 
 class RunCard:
@@ -26,6 +27,20 @@ class RunCard:
             "device": self.device,
             "started (UTC)": self.started.strftime("%Y-%m-%d %H:%M:%S"),
         }
+
+    @property
+    def precision(self) -> Precision:
+        """The precision this run trains in: the profile's `precision` (auto: by the hardware)."""
+        if not hasattr(self, "_precision"):
+            self._precision = choose_precision(self.params.get("precision", "auto"), self.device)
+            self.facts["precision"] = str(self._precision)
+        return self._precision
+
+    def train_config(self, options: dict, **overrides) -> TrainConfig:
+        """A TrainConfig from a profile's training section, with this run's seed, device and precision
+        (the run card then states the precision and why it was chosen)."""
+        return TrainConfig(**{"seed": self.params.get("seed", 0), "device": self.device, "progress": False,
+                              "precision": self.precision.name, **options, **overrides})
 
     def add(self, **facts) -> None:
         """Record facts learned while running (model source, folds, corpora sizes...)."""

@@ -54,6 +54,9 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .allocator import keep_freed_memory
+from .precision import choose_precision
+
 TQDM_MININTERVAL = 10.0  # seconds between progress-bar refreshes: keeps executed-notebook logs short
 # Config fields that may differ when resuming (they do not change what is computed, or extend it).
 RESUMABLE_CHANGES = {"max_steps", "device", "precision", "out_dir", "resume", "progress", "num_workers",
@@ -93,25 +96,6 @@ def resolve_device(name: str | None = "auto") -> str:
     if name == "mps" and not _mps_available():
         raise RuntimeError("device 'mps' was asked for, but Apple's MPS backend is not available")
     return name
-
-
-def resolve_precision(precision: str | None = "auto", device: str = "cpu") -> str:
-    """"auto" -> "bf16" autocast on a CUDA GPU that supports it, else "no"; explicit "no"/"bf16"/"fp16".
-
-    fp16 needs gradient scaling and is only offered on CUDA; bf16 is allowed on CPU too (slow,
-    but it exercises the same code path).
-    """
-    p = str(precision or "no").lower()
-    p = {"none": "no", "fp32": "no", "float32": "no", "bfloat16": "bf16", "float16": "fp16"}.get(p, p)
-    if p == "auto":
-        return "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "no"
-    if p not in ("no", "bf16", "fp16"):
-        raise ValueError(f"unknown precision {precision!r}: use auto, no, bf16 or fp16")
-    if p == "fp16" and device != "cuda":
-        raise ValueError(f"precision 'fp16' needs a CUDA device (got {device!r}); use 'bf16' or 'no'")
-    if p == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("this GPU has no bf16 support; use precision 'fp16' or 'no'")
-    return p
 
 
 def _accelerator(device: str, precision: str, grad_accum: int):
@@ -163,7 +147,7 @@ class TrainConfig:
     plateau_patience: int = 10  # validations
     metric: str = "UA"  # key of evaluate_fn's dict; higher is better
     device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto (bf16 on CUDA, else no) | no | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 where the hardware has it natively, see serlib.precision) | no | bf16 | fp16
     seed: int = 0
     out_dir: Path | str | None = None  # resumable state, checkpoints, history.csv
     resume: bool = True
@@ -353,7 +337,8 @@ def fit(
     """
     cfg = config or TrainConfig()
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    keep_freed_memory()
+    precision = choose_precision(cfg.precision, device).name
     acc = _accelerator(device, precision, cfg.grad_accum)
     out = cfg.out_dir
     validate = valid_data is not None
@@ -392,13 +377,14 @@ def fit(
                                   pin_memory=device == "cuda")
         valid_loader = _OnDevice(valid_loader, acc.device)
 
-    # Model, optimizer (fused AdamW on CUDA) and the plateau scheduler (not prepared: it must step
-    # once per validation, whatever the number of processes).
+    # Model, optimizer and the plateau scheduler (not prepared: it must step once per validation,
+    # whatever the number of processes). Fused AdamW (one kernel for every parameter) on CUDA and
+    # on CPU, where it took a 22M-parameter update from 34 to 14 ms.
     model.to(acc.device)
     groups = param_groups(model, cfg.lr, cfg.lr_multipliers)
     params = [q for group in groups for q in group["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                                  fused=True if device == "cuda" else None)
+                                  fused=True if device in ("cuda", "cpu") else None)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     if saved is not None:

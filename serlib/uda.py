@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .allocator import keep_freed_memory
 from .losses import class_conditional_mmd, contrastive_decoupling_loss, gaussian_mmd
 from .models.emo_dna import EmoDNA
 from .pseudo_labels import AdaptiveThresholds
@@ -108,7 +109,7 @@ class UDAConfig:
 @dataclass
 class UDAResult:
     model: EmoDNA
-    history: pd.DataFrame  # step, mean losses since the last log
+    history: pd.DataFrame  # step, mean losses since the last log, train_s (time in steps so far)
     pseudo_labels: pd.DataFrame  # step, utt_id, pseudo_label, confidence, selected (whole target set)
     thresholds: pd.DataFrame  # step, pseudo_label, threshold
     config: dict
@@ -187,6 +188,7 @@ def fit_uda(source_x: np.ndarray, source_y, target_x: np.ndarray, target: pd.Dat
     if source_y.min() < 0 or source_y.max() >= n_classes:
         raise ValueError(f"source labels must lie in 0..{n_classes - 1}")
     device = resolve_device(config.device)
+    keep_freed_memory()
     threads = torch.get_num_threads()
     if device == "cpu":
         # Matrices this small gain nothing from a second thread, and on a shared 2-core machine two
@@ -198,36 +200,43 @@ def fit_uda(source_x: np.ndarray, source_y, target_x: np.ndarray, target: pd.Dat
         torch.set_num_threads(threads)
 
 
-def _train(source_x, source_y, target_x, target, n_classes, cfg: UDAConfig, device: str) -> UDAResult:
-    seed_everything(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    xs = torch.as_tensor(source_x, dtype=torch.float32, device=device)
-    ys = torch.as_tensor(source_y, dtype=torch.long, device=device)
-    xt = torch.as_tensor(target_x, dtype=torch.float32, device=device)
-    model = EmoDNA(xs.shape[1], n_classes, 2, cfg.hidden, cfg.feat_dim, cfg.dropout, cfg.decouple,
-                   cfg.corpus_align == "adversarial", cfg.prototype_momentum).to(device)
-    discriminator = set(map(id, model.discriminator.parameters())) if model.discriminator is not None else set()
-    groups = [{"params": [p for p in model.parameters() if id(p) not in discriminator], "lr": cfg.lr},
-              {"params": [p for p in model.parameters() if id(p) in discriminator],
-               "lr": cfg.lr * cfg.discriminator_lr_scale}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
-    thresholds = AdaptiveThresholds(n_classes, cfg.threshold_momentum, device)
-    source_batches = _batches(len(xs), cfg.batch_size, generator)
-    target_batches = _batches(len(xt), cfg.batch_size, generator)
-    utt_ids = target["utt_id"].to_numpy()
-    history, logs, threshold_logs, sums = [], [], [], {}
-    start = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
+class UDARun:
+    """One training run of `fit_uda`, step by step (the benchmark times `step` alone)."""
+
+    def __init__(self, source_x, source_y, target_x, n_classes: int, cfg: UDAConfig, device: str):
+        seed_everything(cfg.seed)
+        self.cfg, self.n_classes = cfg, n_classes
+        generator = torch.Generator().manual_seed(cfg.seed)
+        self.xs = torch.as_tensor(source_x, dtype=torch.float32, device=device)
+        self.ys = torch.as_tensor(source_y, dtype=torch.long, device=device)
+        self.xt = torch.as_tensor(target_x, dtype=torch.float32, device=device)
+        self.model = EmoDNA(self.xs.shape[1], n_classes, 2, cfg.hidden, cfg.feat_dim, cfg.dropout, cfg.decouple,
+                            cfg.corpus_align == "adversarial", cfg.prototype_momentum).to(device)
+        model = self.model
+        discriminator = set(map(id, model.discriminator.parameters())) if model.discriminator is not None else set()
+        groups = [{"params": [p for p in model.parameters() if id(p) not in discriminator], "lr": cfg.lr},
+                  {"params": [p for p in model.parameters() if id(p) in discriminator],
+                   "lr": cfg.lr * cfg.discriminator_lr_scale}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+        self.thresholds = AdaptiveThresholds(n_classes, cfg.threshold_momentum, device)
+        self.source_batches = _batches(len(self.xs), cfg.batch_size, generator)
+        self.target_batches = _batches(len(self.xt), cfg.batch_size, generator)
+        self.device = device
+
+    def step(self, step: int) -> tuple[float, dict[str, torch.Tensor]]:
+        """Optimizer step number `step` (1-based): one source and one target batch. Returns the
+        ramp weight r(p) and the detached losses."""
+        cfg, model, xs, ys, xt = self.cfg, self.model, self.xs, self.ys, self.xt
         model.train()
         progress = (step - 1) / cfg.steps
         r = ramp(progress)
-        for group in optimizer.param_groups:
+        for group in self.optimizer.param_groups:
             group["lr"] = annealed_lr(group.setdefault("base_lr", group["lr"]), progress)
-        i_s, i_t = next(source_batches), next(target_batches)
+        i_s, i_t = next(self.source_batches), next(self.target_batches)
         both = torch.cat([xs[i_s], xt[i_t]])  # one pass per encoder for both corpora
         e_s, e_t = model.emotion_features(both).split([len(i_s), len(i_t)])
         losses = {"emotion_ce": F.cross_entropy(model.emotion_classifier(e_s), ys[i_s])}
-        corpus_ids = torch.cat([torch.zeros(len(i_s)), torch.ones(len(i_t))]).long().to(device)
+        corpus_ids = torch.cat([torch.zeros(len(i_s)), torch.ones(len(i_t))]).long().to(self.device)
         if cfg.decouple:
             c_both = model.corpus_features(both)
             c_s = c_both[:len(i_s)]
@@ -244,27 +253,41 @@ def _train(source_x, source_y, target_x, target, n_classes, cfg: UDAConfig, devi
             domain_logits = model.discriminator(torch.cat([e_s, e_t]))
             losses["corpus_align"] = cfg.w_corpus_align * F.cross_entropy(domain_logits, corpus_ids)
         probs = torch.softmax(model.emotion_classifier(e_t).detach(), dim=1)
-        thresholds.update(probs)
+        self.thresholds.update(probs)
         if cfg.class_align:
-            pseudo, chosen = thresholds.select(probs)
+            pseudo, chosen = self.thresholds.select(probs)
             losses["class_align"] = r * cfg.w_class_align * class_conditional_mmd(
-                e_s, ys[i_s], e_t[chosen], pseudo[chosen], n_classes)
+                e_s, ys[i_s], e_t[chosen], pseudo[chosen], self.n_classes)
         loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
+        return r, {k: v.detach() for k, v in losses.items()}
+
+
+def _train(source_x, source_y, target_x, target, n_classes, cfg: UDAConfig, device: str) -> UDAResult:
+    run = UDARun(source_x, source_y, target_x, n_classes, cfg, device)
+    utt_ids = target["utt_id"].to_numpy()
+    history, logs, threshold_logs, sums = [], [], [], {}
+    start = time.perf_counter()
+    train_s = 0.0
+    for step in range(1, cfg.steps + 1):
+        began = time.perf_counter()
+        r, losses = run.step(step)
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums[k] = sums.get(k, 0.0) + float(v)
+        train_s += time.perf_counter() - began
         sums["n"] = sums.get("n", 0) + 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             n = sums.pop("n")
-            history.append({"step": step, "ramp": r, **{k: v / n for k, v in sums.items()}})
+            history.append({"step": step, "ramp": r, **{k: v / n for k, v in sums.items()}, "train_s": train_s})
             sums = {}
-            logs.append(_log_pseudo_labels(model, xt, thresholds, utt_ids, step))
+            logs.append(_log_pseudo_labels(run.model, run.xt, run.thresholds, utt_ids, step))
             threshold_logs.append(pd.DataFrame({"step": step, "pseudo_label": range(n_classes),
-                                                "threshold": thresholds.thresholds.cpu().numpy()}))
-    model.eval()
-    return UDAResult(model=model.cpu(), history=pd.DataFrame(history), pseudo_labels=pd.concat(logs, ignore_index=True),
+                                                "threshold": run.thresholds.thresholds.cpu().numpy()}))
+    run.model.eval()
+    return UDAResult(model=run.model.cpu(), history=pd.DataFrame(history),
+                     pseudo_labels=pd.concat(logs, ignore_index=True),
                      thresholds=pd.concat(threshold_logs, ignore_index=True), config=asdict(cfg),
                      wall_s=time.perf_counter() - start)
 

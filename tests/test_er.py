@@ -45,7 +45,7 @@ def test_a_system_trains_and_decodes(template, name, mode):
     inputs = encoder_inputs(whisper.model, states, {"cpu": "kv", "decoder": "states", "full": "mel"}[mode])
     encoder_before = whisper.model.model.encoder.layers[0].fc1.weight.detach().clone()
     if mode == "cpu":
-        assert inputs[3].shape == (2, 2, 8, 16)  # layers, (k, v), frames, dim
+        assert inputs[3].shape == (2, 2, 2, 8, 8)  # layers, (k, v), heads, frames, head dim
     config = TrainConfig(max_steps=3, batch_size=4, lr=1e-3, eval_every=3, top_k=1, device="cpu",
                          progress=False, seed=0)
     result = train(whisper, vocab, system, CLASSES, inputs[:6], rows[:6], inputs[6:], rows[6:], config, mode)
@@ -128,3 +128,23 @@ def test_bf16_keys_and_values_stay_close_to_float32(template):
     for a, b in zip(exact, fast):
         assert a.shape == b.shape and a.dtype == b.dtype == torch.float16
         assert torch.allclose(a.float(), b.float(), atol=0.05, rtol=0.02)
+
+
+def test_teacher_forced_scores_on_hand_made_guesses(template):
+    from serlib.er import teacher_forced_scores
+
+    whisper, vocab = build(template, CLASSES, "en", System("x", TASK_SETS["A+G+S"]), seed=0)
+    e, g = vocab.emotions, vocab.genders
+    text = whisper.tokenizer.encode(" Kids", add_special_tokens=False)[0]
+    # two utterances' scored positions: text, gender, emotion, end
+    labels = torch.tensor([text, g["male"], e["sad"], vocab.eot, text, g["female"], e["happy"], vocab.eot])
+    perfect = teacher_forced_scores(labels, labels.clone(), vocab, CLASSES)
+    assert perfect == {"UA": 1.0, "GR_acc": 1.0, "ASR_token_acc": 1.0}
+    # a text token where an emotion belongs is wrong (class "none"); the wrong gender halves GR accuracy
+    guesses = torch.tensor([text + 1, g["female"], text, vocab.eot, text, g["female"], e["happy"], vocab.eot])
+    scores = teacher_forced_scores(labels, guesses, vocab, CLASSES)
+    assert scores["GR_acc"] == 0.5 and scores["ASR_token_acc"] == 0.5
+    assert scores["UA"] == pytest.approx(0.5)  # sad recalled 0 of 1, happy 1 of 1
+    only_emotion = teacher_forced_scores(torch.tensor([e["sad"], vocab.eot]), torch.tensor([e["angry"], 0]), vocab,
+                                         CLASSES)
+    assert only_emotion == {"UA": 0.0}  # metrics appear only where their tokens do

@@ -15,7 +15,6 @@ from serlib.train import (
     average_state_dicts,
     fit,
     resolve_device,
-    resolve_precision,
     seed_everything,
 )
 
@@ -54,8 +53,9 @@ def mlp(seed=0):
 
 
 def cfg(**kw):
+    # fp32: these tests check the trainer's bookkeeping to float32 tolerance on any CPU
     base = dict(max_steps=20, batch_size=8, lr=0.05, eval_every=5, patience=None, top_k=1,
-                device="cpu", progress=False, seed=0)
+                device="cpu", progress=False, seed=0, precision="fp32")
     return TrainConfig(**{**base, **kw})
 
 
@@ -72,10 +72,10 @@ def assert_same_params(a, b, exact=True):
             torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
-# --- devices and precision --------------------------------------------------------------------------
+# --- devices (precision: test_precision.py) --------------------------------------------------------
 
 
-def test_resolve_device_and_precision():
+def test_resolve_device():
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert resolve_device("auto") == expected
     assert resolve_device(None) == expected
@@ -87,17 +87,6 @@ def test_resolve_device_and_precision():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             resolve_device("cuda")
-    assert resolve_precision("auto", "cpu") == "no"
-    assert resolve_precision("auto", "mps") == "no"
-    assert resolve_precision("no", "cpu") == "no"
-    assert resolve_precision("fp32", "cpu") == "no"
-    assert resolve_precision("bf16", "cpu") == "bf16"
-    with pytest.raises(ValueError, match="needs a CUDA device"):
-        resolve_precision("fp16", "cpu")
-    with pytest.raises(ValueError, match="unknown precision"):
-        resolve_precision("int8", "cpu")
-    if torch.cuda.is_available():
-        assert resolve_precision("auto", "cuda") == ("bf16" if torch.cuda.is_bf16_supported() else "no")
 
 
 def test_config_validation():

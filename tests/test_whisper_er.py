@@ -10,9 +10,9 @@ import torch
 from serlib.models.backbones import ct2_files
 from serlib.models.heads import pad_frames
 from serlib.models.whisper_er import (
-    CrossKV, build_targets, beam_search, cross_attention_kv, decoder_logits, er_collate, extend_vocabulary, new_cache,
-    parse, prefix_ids, scored_positions, train_new_rows_only,
-    serial_mtl_loss, stl_loss, target_tokens,
+    CrossKV, DecoderCache, ERDataset, build_targets, beam_search, cross_attention_kv, decoder_logits, er_collate,
+    extend_vocabulary, parse, prefix_ids, scored_positions, serial_mtl_loss, stl_loss, target_tokens,
+    train_new_rows_only,
 )
 from tests.whisper_fixtures import tiny_whisper, tiny_whisper_with_tokenizer
 
@@ -131,7 +131,7 @@ def test_decoder_matches_transformers_and_its_cache():
     stock = model.proj_out(model.model.decoder(input_ids=ids, encoder_hidden_states=enc).last_hidden_state)
     ours = decoder_logits(model, ids, enc, mask)
     torch.testing.assert_close(ours, stock, rtol=1e-4, atol=1e-4)
-    cache = new_cache()
+    cache = DecoderCache()
     steps = [decoder_logits(model, ids[:, :2], enc, mask, cache)[:, -1]]
     for t in range(2, ids.shape[1]):
         steps.append(decoder_logits(model, ids[:, t : t + 1], enc, mask, cache)[:, -1])
@@ -207,7 +207,7 @@ def test_precomputed_cross_attention_keys_and_values_change_nothing(whisper):
     g = torch.Generator().manual_seed(6)
     states = [torch.randn(n, 16, generator=g) for n in (7, 12)]
     enc, mask = pad_frames(states)
-    kv_each = [cross_attention_kv(model, s[None]).kv[0] for s in states]  # [layers, 2, S_i, D] per utterance
+    kv_each = [cross_attention_kv(model, s[None]).kv[0] for s in states]  # [layers, 2, heads, S_i, d] each
     kv, kv_mask = pad_frames(kv_each)
     assert torch.equal(mask, kv_mask)
     ids = torch.tensor([prefix_ids(whisper, "en")] * 2)
@@ -221,13 +221,16 @@ def test_precomputed_cross_attention_keys_and_values_change_nothing(whisper):
 
 def test_collate_builds_training_batches(whisper):
     vocab = extend_vocabulary(whisper, EMOTIONS)
-    items = [(torch.randn(5, 16), {"emotion": "sad"}), (torch.randn(9, 16), {"emotion": "happy"})]
-    batch = er_collate(vocab, whisper.tokenizer, ("ser",))(items)
+    rows = [{"emotion": "sad"}, {"emotion": "happy"}]
+    data = ERDataset([torch.randn(5, 16), torch.randn(9, 16)], rows, vocab, whisper.tokenizer, ("ser",))
+    batch = er_collate(vocab, ("ser",))([data[0], data[1]])
     assert batch["enc"].shape == (2, 9, 16) and batch["enc_mask"].sum(1).tolist() == [5, 9]
     assert batch["labels"].tolist() == [[vocab.emotions["sad"], vocab.eot], [vocab.emotions["happy"], vocab.eot]]
-    kv_batch = er_collate(vocab, whisper.tokenizer, ("ser",), inputs="kv")(
-        [(torch.randn(2, 2, 5, 16), {"emotion": "sad"}), (torch.randn(2, 2, 9, 16), {"emotion": "happy"})])
-    assert isinstance(kv_batch["enc"], CrossKV) and kv_batch["enc"].kv.shape == (2, 2, 2, 9, 16)
+    kv_data = ERDataset([torch.randn(2, 2, 2, 5, 8).half(), torch.randn(2, 2, 2, 9, 8).half()], rows, vocab,
+                        whisper.tokenizer, ("ser",))
+    kv_batch = er_collate(vocab, ("ser",), inputs="kv")([kv_data[0], kv_data[1]])
+    assert isinstance(kv_batch["enc"], CrossKV) and kv_batch["enc"].kv.shape == (2, 2, 2, 2, 9, 8)
+    assert kv_batch["enc"].kv.dtype == torch.float16  # K/V batches stay half-size until each layer reads them
 
 
 def test_only_new_rows_train_when_the_pretrained_embeddings_are_split_off(whisper):
@@ -247,3 +250,21 @@ def test_only_new_rows_train_when_the_pretrained_embeddings_are_split_off(whispe
     assert tokens.extra.grad is not None and tokens.extra.grad.abs().sum() > 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable < sum(p.numel() for p in model.parameters()) - pretrained.numel()
+
+
+def test_split_embedding_casts_its_fixed_rows_once_per_dtype_and_notices_changes(whisper):
+    vocab = extend_vocabulary(whisper, EMOTIONS)
+    train_new_rows_only(whisper.model, vocab)
+    tokens = whisper.model.model.decoder.embed_tokens
+    h = torch.randn(2, 3, 16)
+    exact = torch.cat([h @ tokens.base.T, h @ tokens.extra.T], dim=-1)
+    torch.testing.assert_close(tokens.logits(h), exact)  # fp32: the rows as they are
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = tokens.logits(h)
+        cast = tokens._cast[1]
+        assert cast.dtype == torch.bfloat16 and torch.equal(tokens.logits(h), first) and tokens._cast[1] is cast
+        with torch.no_grad():
+            tokens.base[0] += 1.0  # a changed base (e.g. loaded weights) is cast again
+        tokens.logits(h)
+        assert tokens._cast[1] is not cast
+    torch.testing.assert_close(first.float(), exact, atol=0.1, rtol=0.05)

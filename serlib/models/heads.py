@@ -36,17 +36,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (summed / counts).to(x.dtype)
 
 
-def pad_frames(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tensors [..., S_i, D] of different lengths -> padded [B, ..., S, D] float32 and mask [B, S].
+def pad_frames(items: list[torch.Tensor], dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensors [..., S_i, D] of different lengths -> padded [B, ..., S, D] in `dtype` and mask [B, S].
 
     The mask is what `masked_mean` and the attention poolings expect (True = real frame).
     """
-    longest = max(x.shape[-2] for x in items)
-    out = torch.zeros(len(items), *items[0].shape[:-2], longest, items[0].shape[-1])
-    mask = torch.zeros(len(items), longest, dtype=torch.bool)
+    lengths = [x.shape[-2] for x in items]
+    out = torch.zeros(len(items), *items[0].shape[:-2], max(lengths), items[0].shape[-1], dtype=dtype)
     for i, x in enumerate(items):
-        out[i, ..., : x.shape[-2], :] = x.float()
-        mask[i, : x.shape[-2]] = True
+        out[i, ..., : lengths[i], :] = x
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
     return out, mask
 
 

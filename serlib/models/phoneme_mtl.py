@@ -88,6 +88,13 @@ class FinetuneBackbone(nn.Module):
         return states * frame_mask[:, None, :, None].to(states.dtype), frame_mask
 
 
+def _weighted_sum(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """weights [L] @ x [L, ...] in x's dtype, outside autocast: a memory-bound sum over hidden states,
+    where casting the frames to bf16 cost more than the product (measured on CPU)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.matmul(weights.to(x.dtype), x)
+
+
 class SharedBlock(nn.Module):
     """A small trainable block on the fused frames that both heads read (`PhonemeMTL(shared_layer=...)`).
 
@@ -174,12 +181,12 @@ class PhonemeMTL(nn.Module):
         n_layers, weights = self.emotion.num_layers, self.layer_weights()
         x = x.to(weights.dtype)
         if x.dim() == 4 and x.shape[1] == n_layers:
-            fused = torch.matmul(weights, x.flatten(2)).view(x.shape[0], *x.shape[2:])
+            fused = _weighted_sum(weights, x.flatten(2)).view(x.shape[0], *x.shape[2:])
             return fused if per_frame is None else per_frame(fused) * mask[..., None].to(fused.dtype)
         if x.dim() == 3 and mask is None and x.shape[1] == n_layers and per_frame is None:
-            return torch.matmul(weights, x)
+            return _weighted_sum(weights, x)
         if x.dim() == 3 and mask is not None and x.shape[0] == n_layers and x.shape[1] == int(mask.sum()):
-            flat = torch.matmul(weights, x.flatten(1)).view(x.shape[1], x.shape[2])
+            flat = _weighted_sum(weights, x.flatten(1)).view(x.shape[1], x.shape[2])
             if per_frame is not None:
                 flat = per_frame(flat)
             rows = torch.nonzero(mask.flatten()).flatten()  # where each real frame goes in [B * T]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from .encoding import encode_batch
 from .heads import pad_frames
@@ -135,6 +134,7 @@ class SplitEmbedding(nn.Module):
         super().__init__()
         self.base = nn.Parameter(weight[:-n_new].detach().clone(), requires_grad=False)
         self.extra = nn.Parameter(weight[-n_new:].detach().clone())
+        self._cast: tuple[tuple, torch.Tensor] | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -147,7 +147,19 @@ class SplitEmbedding(nn.Module):
         return torch.where((ids < old)[..., None], pretrained, added)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.cat([h @ self.base.T, h @ self.extra.T], dim=-1)
+        return torch.cat([h @ self._base_for(h).T, h @ self.extra.T], dim=-1)
+
+    def _base_for(self, h: torch.Tensor) -> torch.Tensor:
+        """The fixed rows in the dtype autocast computes `h @ base.T` in, cast once and kept: autocast
+        re-casts only trained weights cheaply, and re-casting this 51k x d matrix took 30 % of a
+        bf16 CPU step."""
+        kind = h.device.type
+        if not torch.is_autocast_enabled(kind) or torch.get_autocast_dtype(kind) == self.base.dtype:
+            return self.base
+        key = (torch.get_autocast_dtype(kind), self.base.device, self.base.data_ptr(), self.base._version)
+        if self._cast is None or self._cast[0] != key:
+            self._cast = (key, self.base.detach().to(key[0]))
+        return self._cast[1]
 
 
 def train_new_rows_only(model, vocab: ERVocabulary) -> None:
@@ -222,19 +234,15 @@ def target_tokens(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], text: 
     return out
 
 
-def build_targets(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], rows: list[dict],
-                  prefixes: list[list[int]] | None = None) -> Targets:
-    """Teacher-forcing tensors for a batch of utterances (dicts with text, gender, emotion)."""
-    ordered = tuple(t for t in TASKS if t in tasks)
-    seqs, roles = [], []
-    for i, row in enumerate(rows):
-        prefix = prefixes[i] if prefixes else vocab.prefix
-        pairs = target_tokens(vocab, tokenizer, ordered, row.get("text", ""), row.get("gender", ""),
-                              row.get("emotion", ""))
-        seqs.append(prefix + [t for t, _ in pairs])
-        roles.append([-1] * len(prefix) + [k for _, k in pairs])
+def pack_targets(prefixes: list[list[int]], pairs: list[list[tuple[int, int]]], tasks: tuple[str, ...],
+                 pad: int) -> Targets:
+    """Teacher-forcing tensors for a batch: each prefix followed by its (token, task) pairs.
+
+    `pad` fills input positions past a sequence's end (they are never scored)."""
+    seqs = [prefix + [t for t, _ in p] for prefix, p in zip(prefixes, pairs)]
+    roles = [[-1] * len(prefix) + [k for _, k in p] for prefix, p in zip(prefixes, pairs)]
     length = max(len(s) for s in seqs) - 1
-    input_ids = torch.full((len(seqs), length), vocab.eot, dtype=torch.long)
+    input_ids = torch.full((len(seqs), length), pad, dtype=torch.long)
     labels = torch.full((len(seqs), length), -100, dtype=torch.long)
     task = torch.full((len(seqs), length), -1, dtype=torch.long)
     for b, (seq, role) in enumerate(zip(seqs, roles)):
@@ -242,8 +250,17 @@ def build_targets(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], rows: 
         input_ids[b, :n] = torch.tensor(seq[:-1])
         labels[b, :n] = torch.tensor(seq[1:])
         task[b, :n] = torch.tensor(role[1:])
-        labels[b, :n][task[b, :n] < 0] = -100
-    return Targets(input_ids, labels, task, ordered)
+    labels[task < 0] = -100
+    return Targets(input_ids, labels, task, tasks)
+
+
+def build_targets(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], rows: list[dict],
+                  prefixes: list[list[int]] | None = None) -> Targets:
+    """Teacher-forcing tensors for a batch of utterances (dicts with text, gender, emotion)."""
+    ordered = tuple(t for t in TASKS if t in tasks)
+    pairs = [target_tokens(vocab, tokenizer, ordered, r.get("text", ""), r.get("gender", ""), r.get("emotion", ""))
+             for r in rows]
+    return pack_targets(prefixes or [vocab.prefix] * len(rows), pairs, ordered, vocab.eot)
 
 
 # --- losses -----------------------------------------------------------------------------------------
@@ -273,32 +290,80 @@ def serial_mtl_loss(logits: torch.Tensor, labels: torch.Tensor, task: torch.Tens
     return total.mean()
 
 
-# --- decoding ---------------------------------------------------------------------------------------
+# --- the decoder ------------------------------------------------------------------------------------
+# One forward for training (teacher forcing) and decoding (step by step, with a cache), written out
+# from each decoder layer's own modules rather than through their forward: transformers' Whisper
+# decoder takes no encoder mask (it always sees 30 s), and on CPU its fused attention kernel cost
+# more than the rest of a short-target training step (its backward zero-fills and computes gradients
+# for the fixed cross-attention keys and values, and its cache copies them at every call). Plain
+# matmul attention over precomputed keys and values computes only what the loss needs.
+# Tests check it against transformers' decoder, batched and step by step.
 
 
-def _encoder_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, S] bool (True = real frame) -> additive [B, 1, 1, S]."""
-    add = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
-    add.masked_fill_(~mask, torch.finfo(dtype).min)
+def _additive(mask: torch.Tensor) -> torch.Tensor:
+    """[B, S] bool (True = real frame) -> additive float32 [B, 1, 1, S]."""
+    add = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    add.masked_fill_(~mask, torch.finfo(torch.float32).min)
     return add[:, None, None, :]
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, T, D] -> [B, heads, T, D / heads]."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, heads, T, d] -> [B, T, heads * d]."""
+    return x.transpose(1, 2).flatten(2)
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float,
+               training: bool) -> torch.Tensor:
+    """softmax(q k^T + mask) v for a pre-scaled `q`; scores and softmax in float32."""
+    weights = torch.softmax(torch.matmul(q, k.transpose(-1, -2)).float() + mask, dim=-1).to(v.dtype)
+    return torch.matmul(nn.functional.dropout(weights, p=dropout, training=training), v)
 
 
 @dataclass
 class CrossKV:
-    """Cross-attention keys and values [B, layers, 2, S, D], computed once from frozen projections.
+    """Cross-attention keys and values of every decoder layer, kv [B, layers, 2, heads, S, head_dim].
 
-    On CPU the decoder's cross-attention key/value projections of the encoder states cost more than
-    the rest of a short-target decoder step; when those projections are frozen (and the encoder is),
-    their outputs never change, so they are computed once per utterance (`cross_attention_kv`).
+    They depend only on the encoder states and the layers' key/value projections, so where both are
+    frozen (the CPU profile) they are computed once per utterance (`cross_attention_kv`) instead of
+    in every step, where they would cost more than the rest of a short-target decoder step.
     """
 
     kv: torch.Tensor
+
+    def layer(self, i: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, heads, S, head_dim] of layer `i`, in `dtype`."""
+        return self.kv[:, i, 0].to(dtype), self.kv[:, i, 1].to(dtype)
 
     def repeat_interleave(self, n: int) -> "CrossKV":
         return CrossKV(self.kv.repeat_interleave(n, dim=0))
 
     def to(self, *args, **kwargs) -> "CrossKV":  # lets accelerate move batches holding it
         return CrossKV(self.kv.to(*args, **kwargs))
+
+
+def cross_attention_kv(model, encoder_states: torch.Tensor) -> CrossKV:
+    """Every decoder layer's cross-attention keys and values for encoder states [B, S, D].
+
+    Differentiable: where the projections train (decoder and full fine-tuning), each step computes
+    them from the states; under `torch.no_grad()` this precomputes them for frozen projections.
+    """
+    layers = model.model.decoder.layers
+    heads = layers[0].encoder_attn.num_heads
+    return CrossKV(torch.stack([torch.stack([_split_heads(layer.encoder_attn.k_proj(encoder_states), heads),
+                                             _split_heads(layer.encoder_attn.v_proj(encoder_states), heads)], dim=1)
+                                for layer in layers], dim=1))
+
+
+def freeze_cross_attention_kv(model) -> None:
+    """Fix the decoder's cross-attention key/value projections (required for precomputed CrossKV)."""
+    for layer in model.model.decoder.layers:
+        layer.encoder_attn.k_proj.requires_grad_(False)
+        layer.encoder_attn.v_proj.requires_grad_(False)
 
 
 @dataclass
@@ -332,71 +397,93 @@ def encoder_batch(padded: torch.Tensor, inputs: str) -> torch.Tensor | CrossKV |
     return CrossKV(padded) if inputs == "kv" else MelBatch(padded) if inputs == "mel" else padded
 
 
-@torch.no_grad()
-def cross_attention_kv(model, encoder_states: torch.Tensor) -> CrossKV:
-    """Keys and values of every decoder layer's cross-attention for encoder states [B, S, D]."""
-    layers = model.model.decoder.layers
-    return CrossKV(torch.stack([torch.stack([layer.encoder_attn.k_proj(encoder_states),
-                                             layer.encoder_attn.v_proj(encoder_states)], dim=1)
-                                for layer in layers], dim=1))
+class DecoderCache:
+    """What step-by-step decoding keeps: each layer's self-attention keys and values so far, and the
+    cross-attention keys, values and mask (computed at the first step, then only read)."""
+
+    def __init__(self):
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.cross: CrossKV | None = None
+        self.cross_mask: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def extend(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `i`'s keys and values with the new steps' appended."""
+        if i == len(self.keys):
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[i] = torch.cat([self.keys[i], k], dim=2)
+            self.values[i] = torch.cat([self.values[i], v], dim=2)
+        return self.keys[i], self.values[i]
+
+    def reorder(self, source: torch.Tensor) -> None:
+        """Row j continues the hypothesis of row source[j]. Beams of one utterance share its encoder
+        rows, and `source` stays within them, so the cross-attention part needs no reordering."""
+        self.keys = [k.index_select(0, source) for k in self.keys]
+        self.values = [v.index_select(0, source) for v in self.values]
 
 
-def freeze_cross_attention_kv(model) -> None:
-    """Fix the decoder's cross-attention key/value projections (required for precomputed CrossKV)."""
-    for layer in model.model.decoder.layers:
-        layer.encoder_attn.k_proj.requires_grad_(False)
-        layer.encoder_attn.v_proj.requires_grad_(False)
+def _decoder_layer(layer, i: int, h: torch.Tensor, causal: torch.Tensor, cross: CrossKV, cross_mask: torch.Tensor,
+                   cache: DecoderCache | None) -> torch.Tensor:
+    """transformers' WhisperDecoderLayer.forward written out: pre-norm self-attention (causal),
+    cross-attention over real frames only, feed-forward; each a residual branch."""
+    training = layer.training
+    a = layer.self_attn
+    x = layer.self_attn_layer_norm(h)
+    q = _split_heads(a.q_proj(x) * a.scaling, a.num_heads)
+    k, v = _split_heads(a.k_proj(x), a.num_heads), _split_heads(a.v_proj(x), a.num_heads)
+    if cache is not None:
+        k, v = cache.extend(i, k, v)
+    x = a.out_proj(_merge_heads(_attention(q, k, v, causal, a.dropout, training)))
+    h = h + nn.functional.dropout(x, p=layer.dropout, training=training)
+    c = layer.encoder_attn
+    x = layer.encoder_attn_layer_norm(h)
+    q = _split_heads(c.q_proj(x) * c.scaling, c.num_heads)
+    x = c.out_proj(_merge_heads(_attention(q, *cross.layer(i, q.dtype), cross_mask, c.dropout, training)))
+    h = h + nn.functional.dropout(x, p=layer.dropout, training=training)
+    x = layer.activation_fn(layer.fc1(layer.final_layer_norm(h)))
+    x = layer.fc2(nn.functional.dropout(x, p=layer.activation_dropout, training=training))
+    return h + nn.functional.dropout(x, p=layer.dropout, training=training)
 
 
-def _prefill(cache: EncoderDecoderCache, cross: CrossKV, heads: int, dtype: torch.dtype) -> None:
-    b, n_layers, _, frames, dim = cross.kv.shape
-    for i in range(n_layers):
-        k, v = (cross.kv[:, i, j].to(dtype).view(b, frames, heads, dim // heads).transpose(1, 2) for j in (0, 1))
-        cache.cross_attention_cache.update(k, v, i)
-        cache.is_updated[i] = True  # transformers then reads them instead of projecting the states
-
-
-def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tensor,
-                   cache: EncoderDecoderCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | CrossKV | MelBatch,
+                   encoder_mask: torch.Tensor, cache: DecoderCache | None = None,
+                   positions: torch.Tensor | None = None) -> torch.Tensor:
     """Logits [B, T, V] of Whisper's decoder over real encoder frames only.
 
-    Mirrors transformers' WhisperDecoder.forward, adding the cross-attention mask it lacks.
     `encoder` is the encoder states [B, S, D], their precomputed cross-attention keys/values, or
     log-mels (`MelBatch`, run through the encoder here: training only, decoding encodes once first).
-    With `cache`, `input_ids` are the new tokens only and the cache grows by them.
+    With `cache`, `input_ids` are the new tokens only and the cache grows by them; the encoder side
+    is read at the first call and kept in the cache.
     `positions` [B, T] selects the output positions whose logits are needed (training scores only
     a few of them, and the vocabulary projection is a large part of a short-target step).
     """
     dec = model.model.decoder
-    if isinstance(encoder, MelBatch):
-        encoder, encoder_mask = encoder.encode(model, encoder_mask)
-    use_cache = cache is not None
-    if isinstance(encoder, CrossKV):
-        cache = cache if cache is not None else new_cache()
-        if not cache.is_updated.get(0):
-            _prefill(cache, encoder, dec.layers[0].encoder_attn.num_heads, dec.layer_norm.weight.dtype)
-        states = encoder.kv.new_zeros(encoder.kv.shape[0], 1, encoder.kv.shape[-1])  # unused: cache is read
-        use_cache = True
+    if cache is not None and cache.cross is not None:
+        cross, cross_mask = cache.cross, cache.cross_mask
     else:
-        states = encoder
-    past = cache.get_seq_length() if cache is not None else 0
+        if isinstance(encoder, MelBatch):
+            encoder, encoder_mask = encoder.encode(model, encoder_mask)
+        cross = encoder if isinstance(encoder, CrossKV) else cross_attention_kv(model, encoder)
+        cross_mask = _additive(encoder_mask)
+        if cache is not None:
+            cache.cross, cache.cross_mask = cross, cross_mask
+    past = cache.length if cache is not None else 0
     steps = input_ids.shape[1]
     h = dec.embed_tokens(input_ids) + dec.embed_positions.weight[past : past + steps]
     h = nn.functional.dropout(h, p=dec.dropout, training=dec.training)
-    causal = torch.full((steps, past + steps), torch.finfo(h.dtype).min, device=h.device, dtype=h.dtype)
-    causal = torch.triu(causal, diagonal=past + 1)[None, None]
-    cross = _encoder_mask(encoder_mask, h.dtype)
-    for layer in dec.layers:
-        h = layer(h, causal, states.to(h.dtype), encoder_attention_mask=cross,
-                  past_key_values=cache, use_cache=use_cache)
+    causal = torch.full((steps, past + steps), torch.finfo(torch.float32).min, device=h.device).triu(past + 1)
+    for i, layer in enumerate(dec.layers):
+        h = _decoder_layer(layer, i, h, causal, cross, cross_mask, cache)
     h = dec.layer_norm(h)
     if positions is not None:
         h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))
     return _vocabulary_logits(model, h)
-
-
-def new_cache() -> EncoderDecoderCache:
-    return EncoderDecoderCache(DynamicCache(), DynamicCache())
 
 
 @dataclass
@@ -422,10 +509,10 @@ def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tens
     if len({len(p) for p in prefixes}) != 1:
         raise ValueError("all prefixes of a batch must have the same length")
     device = encoder_mask.device
-    enc = encoder.repeat_interleave(beam) if isinstance(encoder, CrossKV) else encoder.repeat_interleave(beam, dim=0)
-    enc_mask = encoder_mask.repeat_interleave(beam, dim=0)
+    cross = encoder if isinstance(encoder, CrossKV) else cross_attention_kv(model, encoder)
+    enc, enc_mask = cross.repeat_interleave(beam), encoder_mask.repeat_interleave(beam, dim=0)
     tokens = torch.tensor(prefixes, device=device).repeat_interleave(beam, dim=0)
-    cache = new_cache()
+    cache = DecoderCache()
     logits = decoder_logits(model, tokens, enc, enc_mask, cache)[:, -1]
     scores = torch.full((b, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
@@ -445,7 +532,7 @@ def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tens
         generated = torch.cat([generated[source], token[:, None]], dim=1)
         finished = was_finished | (token == eot)
         scores = top
-        cache.reorder_cache(source)
+        cache.reorder(source)
         if bool(finished.all()):
             break
         logits = decoder_logits(model, token[:, None], enc, enc_mask, cache)[:, -1]
@@ -503,47 +590,52 @@ def scored_positions(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torc
     """Only the positions whose next token is scored: (positions [B, M], labels [B, M], task [B, M]).
 
     The vocabulary projection dominates the decoder's cost on short targets, so training computes
-    logits only where the loss needs them; padding entries have label -100 and task -1.
+    logits only where the loss needs them; padding entries have position 0, label -100 and task -1.
     """
     scored = targets.labels != -100
-    width = int(scored.sum(dim=1).max())
-    b = targets.labels.shape[0]
-    positions = torch.zeros(b, width, dtype=torch.long)
-    labels = torch.full((b, width), -100, dtype=torch.long)
-    task = torch.full((b, width), -1, dtype=torch.long)
-    for i in range(b):
-        idx = scored[i].nonzero().flatten()
-        positions[i, : len(idx)] = idx
-        labels[i, : len(idx)] = targets.labels[i, idx]
-        task[i, : len(idx)] = targets.task[i, idx]
+    counts = scored.sum(dim=1)
+    width = int(counts.max())
+    # a stable sort puts each row's scored positions first, in order
+    order = torch.sort((~scored).to(torch.uint8), dim=1, stable=True).indices[:, :width]
+    real = torch.arange(width)[None, :] < counts[:, None]
+    positions = torch.where(real, order, 0)
+    labels = torch.where(real, targets.labels.gather(1, order), -100)
+    task = torch.where(real, targets.task.gather(1, order), -1)
     return positions, labels, task
 
 
 class ERDataset(torch.utils.data.Dataset):
-    """Per utterance: encoder states [S, D], cross-attention K/V [layers, 2, S, D] or log-mels [T, n_mels]; its row.
+    """Per utterance: its encoder input and its target (token, task) pairs, tokenised once here.
 
-    Rows are dicts with what the targets need: text, gender, emotion.
+    Encoder inputs are states [S, D], cross-attention K/V [layers, 2, heads, S, head_dim] or
+    log-mels [T, n_mels]; rows are dicts with what the targets need (text, gender, emotion).
     """
 
-    def __init__(self, encoder: list[torch.Tensor], rows: list[dict]):
+    def __init__(self, encoder: list[torch.Tensor], rows: list[dict], vocab: ERVocabulary, tokenizer,
+                 tasks: tuple[str, ...]):
         if len(encoder) != len(rows):
             raise ValueError(f"{len(encoder)} encoder inputs but {len(rows)} rows")
+        ordered = tuple(t for t in TASKS if t in tasks)
         self.encoder, self.rows = encoder, rows
+        self.targets = [target_tokens(vocab, tokenizer, ordered, r.get("text", ""), r.get("gender", ""),
+                                      r.get("emotion", "")) for r in rows]
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i):
-        return self.encoder[i], self.rows[i]
+        return self.encoder[i], self.targets[i]
 
 
-def er_collate(vocab: ERVocabulary, tokenizer, tasks: tuple[str, ...], inputs: str = "states"):
-    """Batches for the trainer: padded encoder inputs, frame mask, and teacher-forcing targets."""
+def er_collate(vocab: ERVocabulary, tasks: tuple[str, ...], inputs: str = "states"):
+    """Batches for the trainer from `ERDataset` items: padded encoder inputs (K/V stay float16),
+    frame mask, and the teacher-forcing tensors of the pre-tokenised targets."""
+    ordered = tuple(t for t in TASKS if t in tasks)
 
     def collate(items) -> dict:
-        encoder, rows = zip(*items)
-        enc, mask = pad_frames(list(encoder))
-        targets = build_targets(vocab, tokenizer, tasks, list(rows))
+        encoder, pairs = zip(*items)
+        enc, mask = pad_frames(list(encoder), dtype=torch.float16 if inputs == "kv" else torch.float32)
+        targets = pack_targets([vocab.prefix] * len(pairs), list(pairs), ordered, vocab.eot)
         positions, labels, task = scored_positions(targets)
         return {"enc": encoder_batch(enc, inputs), "enc_mask": mask, "input_ids": targets.input_ids,
                 "positions": positions, "labels": labels, "task": task}
