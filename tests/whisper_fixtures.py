@@ -110,7 +110,7 @@ def tiny_whisper_with_tokenizer():
     """
     from transformers import GenerationConfig, WhisperTokenizer
 
-    from serlib.models.backbones import Whisper, ct2_files
+    from serlib.encoders.backbones import Whisper, ct2_files
 
     tokenizer = WhisperTokenizer(tokenizer_file=str(ct2_files("base")[1] / "tokenizer.json"))
     model = tiny_whisper(vocab_size=len(tokenizer), eos_token_id=50257, pad_token_id=50257,

@@ -10,8 +10,8 @@ import time
 import pandas as pd
 import torch
 
-from ..allocator import keep_freed_memory
-from ..precision import choose_precision, probe_cpu_bf16
+from ..training.allocator import keep_freed_memory
+from ..training.precision import choose_precision, probe_cpu_bf16
 from .encoder import run_encoder_bench
 from .steps import run_step_bench, step_cases
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += table.to_dict("records")
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 40):
-        print(table.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"))
+        print(table.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.3g}" if abs(x) < 1e3 else f"{x:.0f}"))
     if not args.skip_encoder:
         print(f"real-length encoding: {enc.speedup:.1f}x the 30-s-padded encoder")
     if args.csv:

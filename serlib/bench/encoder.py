@@ -15,8 +15,8 @@ import torch
 
 from ..data.audio import load_audio
 from ..data.corpora import load_corpus
-from ..models.backbones import load_whisper
-from ..models.encoding import encode_batch, length_batches, log_mel
+from ..encoders.backbones import load_whisper
+from ..encoders.encoding import encode_batch, length_batches, log_mel
 
 
 def timed(fn, repeats: int) -> float:

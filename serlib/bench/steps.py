@@ -2,7 +2,7 @@
 
 Each method gets a fresh model and real cached RAVDESS features, shaped as its notebook shapes them
 (the profile's batch size, frame rate and thread count), and trains through the study's own code
-(`serlib.train.fit`; Emo-DNA's own loop): a few warm-up steps, then timed steps. Precisions: fp32,
+(`training.trainer.fit`; Emo-DNA's own loop): a few warm-up steps, then timed steps. Precisions: fp32,
 and bf16 where this machine computes it natively (`serlib.precision`).
 
 The floor beside each is what pure matrix arithmetic would take here: the step's FLOPs (forward and
@@ -24,19 +24,20 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..classify import FeatureDataset, cross_entropy_loss, feature_stats
 from ..data.prepare import PreparedCorpus, prepare_corpus
-from ..er import TASK_SETS, System, build, corpus_inputs, encoder_kind, rows_of
-from ..features import FeatureCache
-from ..models.heads import PooledClassifier
-from ..models.phoneme_mtl import PhonemeMTL, mtl_loss
-from ..models.pooling import PoolingClassifier
-from ..models.whisper_er import ERDataset, er_collate, er_loss
-from ..params import notebook_params
-from ..phoneme_mtl import PhonemeDataset, build_targets, keep_feasible, standardised_frames
-from ..precision import matmul_gflops, probe_cpu_bf16
-from ..train import TrainConfig, fit
-from ..uda import UDAConfig, UDARun
+from ..encoders.cache import FeatureCache
+from ..heads.classifier import PooledClassifier
+from ..methods.emo_dna.adaptation import UDAConfig, UDARun
+from ..methods.phoneme_mtl.data import PhonemeDataset, build_targets, keep_feasible, standardised_frames
+from ..methods.phoneme_mtl.loss import mtl_loss
+from ..methods.phoneme_mtl.model import PhonemeMTL
+from ..methods.whisper_er.data import ERDataset, corpus_inputs, er_collate, rows_of
+from ..methods.whisper_er.loss import er_loss
+from ..methods.whisper_er.run import TASK_SETS, Recipe, System, build
+from ..study.params import notebook_params
+from ..training.classify import FeatureDataset, cross_entropy_loss, feature_stats
+from ..training.precision import choose_precision, matmul_gflops, probe_cpu_bf16
+from ..training.trainer import TrainConfig, fit
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _ravdess(params: dict, utterances: int, seed: int) -> PreparedCorpus:
     if "pairs" in params:  # 05: [source, target] pairs
         names = [c for pair in params["pairs"] for c in pair]
     else:
-        names = params.get("corpora_to_run") or [params["corpus"]]
+        names = list(params["protocols"])
     name = next(n for n in names if params["corpora"][n].get("loader", n) == "ravdess")
     return _sample(prepare_corpus(name, params), utterances, seed)
 
@@ -125,18 +126,18 @@ def _head_cases(cache: FeatureCache, corpus: PreparedCorpus, p01: dict) -> list[
     data = FeatureDataset(frames, y, feature_stats(frames, range(len(y))))
     for method in ("attentive", "qkv"):
         cases.append(_fit_case(f"{method} pooling head", "01",
-                               lambda method=method: PoolingClassifier(pooled.shape[1], n_classes, method, **pool["head"]),
+                               lambda m=method: PooledClassifier(pooled.shape[1], n_classes, m, **pool["head"]),
                                data, cross_entropy_loss, data.collate, pool["train"], _threads(pool)))
     return cases
 
 
 def _er_case(cache: FeatureCache, corpus: PreparedCorpus, params: dict, system_name: str, notebook: str,
              seed: int) -> StepCase:
-    """02 / 03: a Whisper-ER system in the profile's mode (CPU: precomputed cross-attention K/V)."""
-    system = System(system_name, TASK_SETS[system_name])
+    """02 / 03: a Whisper-ER system as the profile trains it (CPU: precomputed cross-attention K/V)."""
+    system, recipe = System(system_name, TASK_SETS[system_name]), Recipe(params["mode"], params["decoder"])
     language = corpus.manifest["language"].iloc[0]
-    whisper, vocab = build(cache.whisper, corpus.classes, language, system, seed, params["mode"])
-    _, inputs = corpus_inputs(cache, corpus.manifest, params["mode"], TrainConfig(**params["train"]))
+    whisper, vocab = build(cache.whisper, corpus.classes, language, system, seed, recipe)
+    _, inputs = corpus_inputs(cache, corpus.manifest, recipe.inputs, choose_precision(params["precision"], "cpu").name)
     data = ERDataset(inputs(whisper.model, system.decoder), rows_of(corpus.manifest), vocab, whisper.tokenizer,
                      system.tasks)
     weights = {k: v.clone() for k, v in whisper.model.state_dict().items()}
@@ -147,8 +148,7 @@ def _er_case(cache: FeatureCache, corpus: PreparedCorpus, params: dict, system_n
 
     label = "Whisper-ER STL" if system_name == "STL-SER" else f"SerialMTL {system_name}"
     return _fit_case(label, notebook, fresh, data, er_loss(len(system.tasks), system.serial),
-                     er_collate(vocab, system.tasks, inputs=encoder_kind(params["mode"])), params["train"],
-                     torch.get_num_threads())
+                     er_collate(vocab, system.tasks, inputs=recipe.inputs), params["train"], torch.get_num_threads())
 
 
 def _phoneme_case(cache: FeatureCache, corpus: PreparedCorpus, p04: dict) -> StepCase:
@@ -160,7 +160,7 @@ def _phoneme_case(cache: FeatureCache, corpus: PreparedCorpus, p04: dict) -> Ste
     data = PhonemeDataset(states, np.asarray(corpus.labels()), targets.labels, packed=True)
     n_states, dim = states[0].shape[0], states[0].shape[-1]
     return _fit_case("Phoneme-MTL (CTC, lambda 0.1)", "04",
-                     lambda: PhonemeMTL(dim, n_states, len(corpus.classes), len(targets.names), p04["dropout"],
+                     lambda: PhonemeMTL(dim, n_states, len(corpus.classes), len(targets.names), p04["head"]["dropout"],
                                         shared_layer=p04.get("shared_layer")),
                      data, mtl_loss(0.1), data.collate, p04["train"], _threads(p04))
 
@@ -172,7 +172,7 @@ def _emo_dna_case(cache: FeatureCache, corpus: PreparedCorpus, p05: dict, seed: 
     half = len(pooled) // 2
 
     def run(steps: int) -> UDARun:
-        config = UDAConfig.for_method("emo_dna", **{**p05["train"], "steps": steps}, seed=seed, device="cpu")
+        config = UDAConfig.for_method("emo_dna", **{**p05["train"], "max_steps": steps}, seed=seed, device="cpu")
         return UDARun(pooled[:half], y[:half], pooled[half:], len(corpus.classes), config, "cpu")
 
     def seconds_per_step(precision: str, warmup: int, steps: int) -> float:

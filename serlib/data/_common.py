@@ -28,6 +28,13 @@ def audio_files(folder: Path, pattern: str = "*") -> list[Path]:
     )
 
 
+def row(path: Path, speaker: str, gender: str, label: str, language: str, text: str = "",
+        utt_id: str | None = None, session: str = "") -> dict:
+    """One manifest row as a loader reads it off a file (`label` in the corpus' own spelling)."""
+    return {"utt_id": utt_id or path.stem, "path": path, "speaker": speaker, "gender": gender, "label": label,
+            "text": text, "language": language, "session": session}
+
+
 def finish(
     rows: list[dict], corpus: str, label_map: dict[str, str], root: Path, expected: str
 ) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._common import audio_files, finish, require_dir
+from ._common import audio_files, finish, require_dir, row
 
 CORPUS = "cremad"
 EXPECTED = "AudioWAV/ holding files like 1001_DFA_ANG_XX.wav (and optionally VideoDemographics.csv)"
@@ -74,15 +74,5 @@ def load(root: str | Path) -> pd.DataFrame:
             raise ValueError(
                 f"{CORPUS}: {path} names sentence {sentence}; CREMA-D has {sorted(SENTENCES)}"
             )
-        rows.append(
-            {
-                "utt_id": path.stem,
-                "path": path,
-                "speaker": actor,
-                "gender": genders.get(actor, ""),
-                "label": emotion,
-                "text": SENTENCES[sentence],
-                "language": "en",
-            }
-        )
+        rows.append(row(path, actor, genders.get(actor, ""), emotion, "en", SENTENCES[sentence]))
     return finish(rows, CORPUS, LABELS, root, EXPECTED)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._common import audio_files, finish, require_dir
+from ._common import audio_files, finish, require_dir, row
 
 CORPUS = "emodb"
 EXPECTED = "wav/ holding files like 03a01Fa.wav"
@@ -67,15 +67,5 @@ def load(root: str | Path) -> pd.DataFrame:
             )
         if text not in TEXTS:
             raise ValueError(f"{CORPUS}: {path} names text {text}; EmoDB has {sorted(TEXTS)}")
-        rows.append(
-            {
-                "utt_id": path.stem,
-                "path": path,
-                "speaker": speaker,
-                "gender": SPEAKERS[speaker],
-                "label": letter,
-                "text": TEXTS[text],
-                "language": "de",
-            }
-        )
+        rows.append(row(path, speaker, SPEAKERS[speaker], letter, "de", TEXTS[text]))
     return finish(rows, CORPUS, LABELS, root, EXPECTED)

@@ -17,9 +17,10 @@ A fold spec is a plain dict (one section of a parameter profile), dispatched on 
 Common options: `valid` ("none", `session`, a number of training speakers, or a fraction: the share
 of training utterances to reach with whole speakers; `valid_speakers: n` is the same as `valid: n`),
 `valid_utterances` (a class-stratified share of training utterances, for protocols that already share
-speakers: needs `allow_speaker_overlap`), `seed`, `max_folds` (the first n folds, for quick
-profiles) and `allow_speaker_overlap` (a fold that shares speakers between its parts is then marked
-`speaker_independent=False` with a note, instead of raising SpeakerLeakError).
+speakers: needs `allow_speaker_overlap`), `seed` and `allow_speaker_overlap` (a fold that shares
+speakers between its parts is then marked `speaker_independent=False` with a note, instead of
+raising SpeakerLeakError). How many folds a notebook runs is its own `max_folds`
+(`prepare.protocol_folds`), not part of the protocol.
 
 Fold indices are integer row positions into the manifest after `reset_index(drop=True)`.
 """
@@ -325,11 +326,6 @@ def make_folds(
     if kind not in BUILDERS:
         raise ValueError(f"unknown fold kind {kind!r}; known: {list(BUILDERS)}")
     built = BUILDERS[kind](m, spec, splits_root)
-    max_folds = spec.get("max_folds")
-    if max_folds is not None:
-        if int(max_folds) < 1:
-            raise ValueError(f"max_folds: {max_folds} must be at least 1")
-        built = built[: int(max_folds)]
     amount = None if kind == "session" and spec.get("valid") == "session" else _valid_count(spec)
     seed = int(spec.get("seed", 0))
     allow = bool(spec.get("allow_speaker_overlap", False))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import DataRootError
-from ._common import finish, require_dir
+from ._common import finish, require_dir, row
 
 CORPUS = "iemocap"
 EXPECTED = "Session1..Session5 (or IEMOCAP_full_release/Session1..5) in the official layout"
@@ -91,16 +91,7 @@ def load(root: str | Path) -> pd.DataFrame:
                     )
                 session, gender = parts.groups()
                 dialog_id = utt.rsplit("_", 1)[0]
-                rows.append(
-                    {
-                        "utt_id": utt,
-                        "path": session_dir / "sentences" / "wav" / dialog_id / f"{utt}.wav",
-                        "speaker": f"{session}{gender}",
-                        "gender": "female" if gender == "F" else "male",
-                        "label": label,
-                        "text": texts.get(utt, ""),
-                        "language": "en",
-                        "session": session,
-                    }
-                )
+                path = session_dir / "sentences" / "wav" / dialog_id / f"{utt}.wav"
+                rows.append(row(path, f"{session}{gender}", "female" if gender == "F" else "male", label, "en",
+                                texts.get(utt, ""), utt_id=utt, session=session))
     return finish(rows, CORPUS, LABELS, root, EXPECTED)

@@ -58,8 +58,9 @@ def protocol_folds(corpus: PreparedCorpus, protocol: str, params: dict,
                    limit: int | dict[str, int | None] | None = None) -> list[Fold]:
     """Folds of one named protocol of the corpus (e.g. `emobox`, `speaker_groups`).
 
-    `limit` keeps the first n folds (a notebook's `max_folds`): one number for every corpus, or a
-    mapping from corpus name to a number (a corpus not named, or null, keeps every fold).
+    The first n folds are kept, n from `limit` or else the notebook's `max_folds` (one spelling in
+    every notebook): one number for every corpus, or a mapping from corpus name to a number (a corpus
+    not named, or null, keeps every fold).
     """
     protocols = corpus.spec.get("protocols", {})
     if protocol not in protocols:
@@ -67,6 +68,7 @@ def protocol_folds(corpus: PreparedCorpus, protocol: str, params: dict,
     spec = dict(protocols[protocol])
     spec.setdefault("seed", params.get("seed", 0))
     folds = make_folds(corpus.manifest, spec, splits_root=params.get("splits_root"))
+    limit = params.get("max_folds") if limit is None else limit
     n = limit.get(corpus.name) if isinstance(limit, dict) else limit
     if n is not None and int(n) < 1:
         raise ValueError(f"{corpus.name}: max_folds {n} must be at least 1")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._common import audio_files, finish, require_dir
+from ._common import audio_files, finish, require_dir, row
 
 CORPUS = "ravdess"
 EXPECTED = "Actor_XX/03-01-EE-II-SS-RR-AA.wav (or .flac) files"
@@ -54,15 +54,5 @@ def load(root: str | Path) -> pd.DataFrame:
             raise ValueError(
                 f"{CORPUS}: {path} has statement code {statement}; known: {sorted(STATEMENTS)}"
             )
-        rows.append(
-            {
-                "utt_id": path.stem,
-                "path": path,
-                "speaker": speaker,
-                "gender": "male" if int(actor) % 2 else "female",
-                "label": emotion,
-                "text": STATEMENTS[statement],
-                "language": "en",
-            }
-        )
+        rows.append(row(path, speaker, "male" if int(actor) % 2 else "female", emotion, "en", STATEMENTS[statement]))
     return finish(rows, CORPUS, LABELS, root, EXPECTED)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._common import audio_files, finish, require_dir
+from ._common import audio_files, finish, require_dir, row
 
 CORPUS = "shemo"
 EXPECTED = "female/ and male/ folders of files like F01A01.wav (optionally shemo.json)"
@@ -66,15 +66,5 @@ def load(root: str | Path) -> pd.DataFrame:
             gender, number, emotion, _running = match.groups()
             if gender != letter:
                 raise ValueError(f"{CORPUS}: {path} names gender {gender} but lies in {folder}/")
-            rows.append(
-                {
-                    "utt_id": path.stem,
-                    "path": path,
-                    "speaker": f"{gender}{number}",
-                    "gender": GENDERS[gender],
-                    "label": emotion,
-                    "text": texts.get(path.stem, ""),
-                    "language": "fa",
-                }
-            )
+            rows.append(row(path, f"{gender}{number}", GENDERS[gender], emotion, "fa", texts.get(path.stem, "")))
     return finish(rows, CORPUS, LABELS, root, EXPECTED)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._common import audio_files, finish, require_dir
+from ._common import audio_files, finish, require_dir, row
 
 CORPUS = "urdu"
 EXPECTED = "Angry/ Happy/ Neutral/ Sad/ folders of S{G}{X}_F{NN}_{E}{YYY}.wav (or .flac) files"
@@ -42,14 +42,5 @@ def load(root: str | Path) -> pd.DataFrame:
             raise ValueError(
                 f"{CORPUS}: {path} has emotion letter {letter} ({LABELS[letter]}) but lies in {folder}/"
             )
-        rows.append(
-            {
-                "utt_id": path.stem,
-                "path": path,
-                "speaker": f"S{gender}{number}",
-                "gender": GENDERS[gender],
-                "label": letter,
-                "language": "ur",
-            }
-        )
+        rows.append(row(path, f"S{gender}{number}", GENDERS[gender], letter, "ur"))
     return finish(rows, CORPUS, LABELS, root, EXPECTED)

@@ -1,0 +1,2 @@
+"""Evaluation apart from training: metrics, scoring and validation-only selection, the results
+table, and the papers' published numbers (reference rows only)."""

@@ -1,0 +1,79 @@
+"""Shendabadi et al.'s two studies on frozen Whisper features, as fold loops (notebooks 01 and 06).
+
+`pooling_comparison`: the same hidden state of the same folds feeds heads that differ only in the
+pooling (mean, multi-head attentive average, multi-head QKV; `heads.pooling`). `layer_study`: one head
+per hidden state of the encoder (front end, every layer) and one on their learned weighted sum, per
+model and corpus; `pick_on_validation` (evaluation) then chooses a layer per fold on validation
+speakers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ...data.folds import Fold
+from ...data.prepare import PreparedCorpus
+from ...heads.classifier import PooledClassifier, count_parameters
+from ...training.classify import train_and_predict
+from ...training.predictions import Collector, FoldResults, prediction_rows
+from ...training.runtime import seed_everything
+from ...training.trainer import TrainConfig
+
+WEIGHTED = "weighted sum"  # the layer study's head on all hidden states, mixed by learned softmax weights
+
+
+def pooling_comparison(corpus: PreparedCorpus, inputs: dict[str, object], folds: dict[str, list[Fold]],
+                       methods: Sequence[str], head: dict, config: TrainConfig, model: str = "",
+                       method_names: dict[str, str] | None = None) -> FoldResults:
+    """Every fold of every protocol of one corpus, one head per pooling method.
+
+    `inputs` holds the pooled features under "mean" and the frames under "frames" (what the
+    attention poolings read). Runs record the head's parameter count; `models[method]` keeps the
+    last fold's model (and its fold) for inspecting the attention.
+    """
+    y = np.asarray(corpus.labels())
+    names = method_names or {}
+    out = Collector()
+    for protocol, protocol_folds in folds.items():
+        for fold in protocol_folds:
+            for method in methods:
+                X = inputs["mean" if method == "mean" else "frames"]
+                seed_everything(config.seed)
+                net = PooledClassifier(X[0].shape[-1], len(corpus.classes), method, **head)
+                y_pred, result = train_and_predict(net, X, y, fold, len(corpus.classes), config)
+                label = names.get(method, method)
+                out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=label,
+                                        pooling=method), result, corpus=corpus.name, protocol=protocol,
+                        model=model, method=label, fold=fold.name, pooling=method, parameters=count_parameters(net))
+                out.models[method] = (result.model, fold)
+    return out.result()
+
+
+def layer_study(corpus: PreparedCorpus, protocol: str, folds: list[Fold], n_states: int,
+                features: Callable[[int | str], object], pooling: str, head: dict, config: TrainConfig,
+                model: str = "") -> FoldResults:
+    """One head per hidden state (0 = front end ... n_states - 1 = encoder output) and one on their
+    learned weighted sum (`WEIGHTED`), on every fold; `features(layer)` gives a layer's inputs (all
+    of them, stacked, for WEIGHTED). Predictions and runs carry `layer`; `models["weights"]` holds the
+    learned layer weights per fold."""
+    y = np.asarray(corpus.labels())
+    out = Collector()
+    weights = []
+    for layer in [*range(n_states), WEIGHTED]:
+        X = features(layer)
+        for fold in folds:
+            seed_everything(config.seed)
+            net = PooledClassifier(X[0].shape[-1], len(corpus.classes), pooling, **head,
+                                   num_layers=n_states if layer == WEIGHTED else None)
+            y_pred, result = train_and_predict(net, X, y, fold, len(corpus.classes), config)
+            out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=str(layer),
+                                    layer=layer), result, corpus=corpus.name, protocol=protocol, model=model,
+                    method=str(layer), fold=fold.name, layer=layer, parameters=count_parameters(net))
+            if layer == WEIGHTED:
+                weights += [{"model": model, "corpus": corpus.name, "fold": fold.name, "layer": k, "weight": float(w)}
+                            for k, w in enumerate(result.model.layer_weights().detach())]
+    out.models["weights"] = pd.DataFrame(weights)
+    return out.result()

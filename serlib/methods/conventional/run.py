@@ -1,0 +1,44 @@
+"""The conventional method's fold loop (notebook 01, and beside Whisper-ER in 02 and 03).
+
+Encoder -> average pooling -> FC, trained with cross-entropy on every fold of every protocol: on
+the cache's pooled states with the encoder frozen (standardised with each fold's training
+statistics), or the whole encoder fine-tuned from log-mels. Validation speakers pick the
+checkpoints; the best `top_k` are averaged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...data.folds import Fold
+from ...data.prepare import PreparedCorpus
+from ...training.classify import train_and_predict
+from ...training.predictions import Collector, FoldResults, prediction_rows
+from ...training.runtime import seed_everything
+from ...training.trainer import TrainConfig, TrainResult
+from .model import conventional_model
+
+
+def conventional_fold(template, X, y: np.ndarray, fold: Fold, n_classes: int, config: TrainConfig,
+                      finetune: bool = False, dropout: float = 0.1) -> tuple[np.ndarray, TrainResult]:
+    """The conventional method on one fold: (predicted class indices of its test rows, TrainResult).
+
+    A head on the pooled states X [N, D], or (`finetune`) the encoder trained with it from log-mels X.
+    """
+    seed_everything(config.seed)  # the head's initial weights
+    model = conventional_model(template, n_classes, None if finetune else X.shape[1], finetune, dropout)
+    return train_and_predict(model, X, y, fold, n_classes, config, standardise=not finetune)
+
+
+def run_baseline(template, corpus: PreparedCorpus, X, folds: dict[str, list[Fold]], config: TrainConfig,
+                 finetune: bool = False, dropout: float = 0.1, model: str = "", method: str = "conventional",
+                 ) -> FoldResults:
+    """Every fold of every protocol (`folds`: protocol -> folds) of one corpus."""
+    y = np.asarray(corpus.labels())
+    out = Collector()
+    for protocol, protocol_folds in folds.items():
+        for fold in protocol_folds:
+            y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), config, finetune, dropout)
+            out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=method), result,
+                    corpus=corpus.name, protocol=protocol, model=model, method=method, fold=fold.name, note=fold.note)
+    return out.result()

@@ -1,0 +1,190 @@
+"""Phoneme-MTL's fold loop (notebook 04): the lambda sweep per fold, and its evaluation.
+
+Every (fold, lambda) run starts from the same seed, trains with the shared trainer (validation UA
+picks and averages checkpoints) and is scored on the fold's test speakers: emotion predictions, and
+the auxiliary head's greedy CTC output against the reference labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ...data.folds import Fold
+from ...data.phonemes import PHONEME_CLASSES
+from ...data.prepare import PreparedCorpus
+from ...encoders.backbones import load_ssl, load_whisper, whisper_size
+from ...encoders.encoding import log_mel
+from ...training.classify import FeatureDataset, accuracy_metrics, predict, select_rows
+from ...training.predictions import Collector, FoldResults, prediction_rows
+from ...training.runtime import seed_everything
+from ...training.trainer import TrainConfig, fit
+from .data import PhonemeDataset, PhonemeTargets, standardised_frames
+from .loss import mtl_loss
+from .model import FinetuneBackbone, PhonemeMTL, class_logits, greedy_ctc_decode
+
+
+@torch.no_grad()
+def decode_phonemes(model: PhonemeMTL, dataset: PhonemeDataset, batch_size: int = 64):
+    """Greedy CTC output of the phoneme head for every item, in order: the tagged label ids, and the
+    class ids (1..6) decoded from the class posterior (emotion tags summed out, `class_logits`)."""
+    model.eval()
+    device = next(model.parameters()).device
+    tagged, classes = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collate):
+        _, logits, frame_mask = model(batch["x"].to(device), batch["mask"].to(device), with_phonemes=True)
+        tagged += greedy_ctc_decode(logits, frame_mask)
+        classes += greedy_ctc_decode(class_logits(logits, len(PHONEME_CLASSES)), frame_mask)
+    return tagged, classes
+
+
+def label_string(ids: Sequence[int], names: Sequence[str]) -> str:
+    """Space-joined label names: `S3 Vs3 ...` (class and emotion index)."""
+    return " ".join(names[i] for i in ids)
+
+
+def split_label(label: str) -> tuple[str, int]:
+    """`Vs3` -> (`Vs`, 3)."""
+    match = re.fullmatch(r"([A-Za-z]+)(\d+)", label)
+    if match is None or match[1] not in PHONEME_CLASSES:
+        raise ValueError(f"{label!r} is not an emotion-tagged phoneme label")
+    return match[1], int(match[2])
+
+
+def phoneme_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    """Label error rate (edits / reference labels) of space-joined label strings, with jiwer."""
+    import jiwer
+
+    return float(jiwer.wer(list(refs), list(hyps)))
+
+
+def emotion_tag_accuracy(hyps: Sequence[str], emotions: Sequence[int]) -> float:
+    """Share of decoded labels whose emotion index is the utterance's own (NaN if nothing was decoded)."""
+    hits = total = 0
+    for hyp, e in zip(hyps, emotions):
+        tags = [split_label(label)[1] for label in hyp.split()]
+        hits += sum(t == e for t in tags)
+        total += len(tags)
+    return hits / total if total else float("nan")
+
+
+@dataclasses.dataclass
+class SweepResult(FoldResults):
+    """The lambda sweep's FoldResults (predictions and runs carry `lambda` and `seed`), plus the
+    auxiliary head's decoded labels and the learned fusion weights."""
+
+    phonemes: pd.DataFrame = None  # lambda, seed, fold, utt_id, emotion, (class_)reference, (class_)hypothesis
+    layer_weights: pd.DataFrame = None  # lambda, seed, fold, state, weight
+
+
+def lambda_sweep(
+    corpus: PreparedCorpus, protocol: str, inputs: Sequence[torch.Tensor], targets: PhonemeTargets,
+    folds: Sequence[Fold], lambdas: Sequence[float], make_model: Callable[[], PhonemeMTL], config: TrainConfig,
+    frozen: bool = True, model: str = "", method: Callable[[float], str] = "lambda={:g}".format,
+    progress: bool = True,
+) -> SweepResult:
+    """Train and test one model per (fold, lambda); the same seed and data order for every lambda.
+
+    frozen: `inputs` are cached hidden states [L, T, D] per utterance, standardised per fold with
+    its training statistics; lambda = 0 then trains on the per-utterance means of those frames,
+    which gives the emotion head exactly the input it would compute from the frames (see
+    `PhonemeMTL.forward`) at a fraction of the cost, unless the model has a shared block (not
+    `takes_means`): then it trains on frames. Otherwise `inputs` are the backbone's raw inputs.
+    `method(lambda)` names each run in the tables.
+    """
+    out = Collector()
+    phones, weights = [], []
+    y, n_classes = np.asarray(corpus.labels()), len(corpus.classes)
+    utt_ids = corpus.manifest["utt_id"].to_numpy()
+    bar = tqdm(total=len(folds) * len(lambdas), desc="folds x lambdas", disable=not progress, mininterval=10)
+    for fold in folds:
+        frames = standardised_frames(inputs, fold.train) if frozen else inputs
+        means = torch.stack([f.mean(dim=-2) for f in frames]) if frozen else None
+
+        def part(rows, pooled: bool):
+            if pooled:
+                return FeatureDataset(means[rows], y[rows])
+            return PhonemeDataset(select_rows(frames, rows), y[rows], [targets.labels[i] for i in rows], packed=frozen)
+
+        for lam in lambdas:
+            seed_everything(config.seed)
+            net = make_model()
+            pooled = frozen and lam == 0 and net.takes_means
+            train, test = part(fold.train, pooled), part(fold.test, pooled)
+            valid = part(fold.valid, pooled) if len(fold.valid) else None
+            result = fit(net, train, valid, mtl_loss(lam), accuracy_metrics(n_classes), config,
+                         collate_fn=train.collate)
+            net = result.model
+            y_pred, _ = predict(net, test)
+            keys = {"lambda": lam, "seed": config.seed}
+            out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=method(lam), **keys),
+                    result, corpus=corpus.name, protocol=protocol, model=model, method=method(lam), fold=fold.name,
+                    **keys)
+            if lam > 0:  # at lambda 0 the phoneme head never trained: nothing to score
+                tagged, classes = decode_phonemes(net, test)
+                phones.append(pd.DataFrame({
+                    **keys, "fold": fold.name, "utt_id": utt_ids[fold.test], "emotion": y[fold.test],
+                    "reference": [label_string(targets.labels[i], targets.names) for i in fold.test],
+                    "hypothesis": [label_string(d, targets.names) for d in tagged],
+                    "class_reference": [" ".join(targets.classes[i]) for i in fold.test],
+                    "class_hypothesis": [" ".join(PHONEME_CLASSES[k - 1] for k in d) for d in classes]}))
+            weights += [{**keys, "fold": fold.name, "state": k, "weight": float(w)}
+                        for k, w in enumerate(net.layer_weights().detach().cpu())]
+            bar.update(1)
+        frames = means = None  # free this fold's float32 copy before the next one is made
+    bar.close()
+    phones = pd.concat(phones, ignore_index=True) if phones else pd.DataFrame(
+        columns=["lambda", "seed", "fold", "utt_id", "emotion", "reference", "hypothesis", "class_reference",
+                 "class_hypothesis"])
+    return SweepResult(**vars(out.result()), phonemes=phones, layer_weights=pd.DataFrame(weights))
+
+
+def phoneme_scores(phonemes: pd.DataFrame) -> pd.DataFrame:
+    """Per (lambda, fold) and pooled over folds: the error rate of the tagged labels (class and emotion
+    must both be right), of the classes (decoded from the class posterior, tags summed out), and the
+    share of decoded tagged labels that carry the utterance's own emotion."""
+    rows = []
+    for lam, part in phonemes.groupby("lambda", sort=True):
+        for fold, sub in [*part.groupby("fold", sort=True), ("pooled", part)]:
+            rows.append({
+                "lambda": lam, "fold": fold,
+                "tagged label error rate": phoneme_error_rate(sub["reference"], sub["hypothesis"]),
+                "class error rate": phoneme_error_rate(sub["class_reference"], sub["class_hypothesis"]),
+                "emotion tag accuracy": emotion_tag_accuracy(sub["hypothesis"], sub["emotion"]),
+            })
+    return pd.DataFrame(rows)
+
+
+def is_whisper(name: str) -> bool:
+    """Whether a backbone name (size, hub id or folder) names a Whisper model."""
+    config = Path(name).expanduser() / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get("model_type") == "whisper"
+    return whisper_size(name) is not None or "whisper" in name.lower()
+
+
+def finetune_backbone(name: str, cache_dir=None) -> tuple[FinetuneBackbone, Callable[[np.ndarray], torch.Tensor], str]:
+    """The raw-input backbone of `mode: finetune`, the function turning 16 kHz audio into its input
+    (log-mels [frames, mels] for Whisper, the normalised waveform [samples, 1] for SSL models), and
+    where its weights came from (for the run card)."""
+    if is_whisper(name):
+        whisper = load_whisper(name, cache_dir)
+        extractor = whisper.feature_extractor
+        return (FinetuneBackbone(whisper.model.model.encoder.float()),
+                lambda audio: log_mel(extractor, audio).T, whisper.source)
+    model, extractor = load_ssl(name)
+
+    def waveform(audio: np.ndarray) -> torch.Tensor:
+        values = extractor(audio, sampling_rate=16000, return_tensors="np").input_values[0]
+        return torch.as_tensor(values, dtype=torch.float32)[:, None]
+
+    return FinetuneBackbone(model.float()), waveform, f"transformers {name}"

@@ -1,1 +1,0 @@
-"""Models: backbones, pooling and heads, and the study methods built on them."""

@@ -1,0 +1,355 @@
+"""The study runner: execute the profile's notebooks in order and collect their reports.
+
+    python -m serlib.study --params default
+    python -m serlib.study --params params/smoke.yaml --notebooks 00_data 01_baselines
+    python -m serlib.study --params default --reports /tmp/reports
+
+Each notebook runs with papermill in a fresh kernel of *this* interpreter (the running venv),
+with `params_file` (absolute path of the profile) and `reports_dir` injected into its `parameters`
+cell and `notebooks/` as working directory. The environment (SERLIB_DATA, ...) is passed through.
+
+A notebook that runs through is rendered to HTML and its executed `.ipynb` and `.html` replace
+the previous ones in reports/. A notebook that fails leaves the previous reports untouched; its
+partial notebook goes to reports/failed/, the failing cell is named on stderr, and the run stops
+with exit status 1. After every notebook reports/run.json and reports/index.html are rewritten.
+
+Exit status: 0 all notebooks ran, 1 a notebook failed (or the run was interrupted), 2 bad usage
+(unknown profile or notebook, empty notebook list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..evaluation.results import load_results, reports_path, restore_results
+from ..paths import PROJECT_ROOT
+from .params import load_profile, resolve_profile
+from .report import FAILED_DIR, format_seconds, run_metadata, save_run, utc_now, write_index
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+# The kernel name that means "this interpreter"; any other --kernel goes through jupyter's kernelspecs.
+DEFAULT_KERNEL = "python3"
+INJECTED_TAG = "injected-parameters"
+ERROR_MARKER_TAG = "papermill-error-cell-tag"
+
+
+class StudyError(Exception):
+    """A problem with the request (profile, notebook names) found before anything ran."""
+
+
+# ----------------------------------------------------------------------------------- kernel
+def _venv_kernel_manager_class():
+    """An AsyncKernelManager whose `python3` kernel always runs sys.executable.
+
+    Jupyter resolves `python3` through kernelspec folders (user folder first), so a python3
+    kernelspec left in ~/.local/share/jupyter by another installation would otherwise win and
+    run the notebooks in a different environment. Other kernel names resolve as usual.
+    """
+    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from traitlets import default
+
+    class VenvKernelSpecManager(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name, *args, **kwargs):
+            if kernel_name == DEFAULT_KERNEL:
+                spec = get_kernel_dict()
+                spec["argv"] = [sys.executable, *spec["argv"][1:]]
+                return KernelSpec(resource_dir=RESOURCES, **spec)
+            return super().get_kernel_spec(kernel_name, *args, **kwargs)
+
+    class VenvKernelManager(AsyncKernelManager):
+        @default("kernel_spec_manager")
+        def _venv_kernel_spec_manager_default(self):
+            return VenvKernelSpecManager(data_dir=self.data_dir)
+
+    return VenvKernelManager
+
+
+# ----------------------------------------------------------------------------------- helpers
+def available_notebooks(notebooks_dir: Path) -> list[str]:
+    return sorted(p.stem for p in Path(notebooks_dir).glob("*.ipynb"))
+
+
+def select_notebooks(requested, profile: dict, notebooks_dir: Path) -> list[str]:
+    """The notebooks to run, in order: `requested` if given, else the profile's `notebooks`."""
+    names = list(requested) if requested else profile.get("notebooks") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise StudyError(f"profile {profile.get('profile')!r}: `notebooks` must be a list of names, got {names!r}")
+    names = [Path(n).name.removesuffix(".ipynb") for n in names]
+    available = available_notebooks(notebooks_dir)
+    if not names:
+        raise StudyError(
+            f"no notebooks to run: profile {profile.get('profile')!r} lists none and --notebooks was not given "
+            f"(available in {notebooks_dir}: {', '.join(available) or 'none'})"
+        )
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise StudyError(
+            f"unknown notebook(s) {', '.join(unknown)}; available in {notebooks_dir}: {', '.join(available) or 'none'}"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise StudyError(f"notebook(s) listed more than once: {', '.join(repeated)}")
+    return names
+
+
+def check_kernel(kernel: str) -> None:
+    """StudyError unless `kernel` is DEFAULT_KERNEL or a kernelspec jupyter knows."""
+    if kernel == DEFAULT_KERNEL:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        known = sorted(KernelSpecManager().find_kernel_specs())
+        raise StudyError(f"no Jupyter kernel named {kernel!r}; known kernels: {', '.join(known)}") from None
+
+
+def export_html(ipynb: Path, html_path: Path) -> Path:
+    """Render an executed notebook to HTML, keeping scripts (plotly figures) as they are."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(ipynb, as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.sanitize_html = False  # the default today; plotly's text/html output carries its <script>
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": ipynb.stem}})
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def _failure_details(exc: BaseException, partial: Path) -> dict:
+    """Where and why a notebook failed; `cell` is 1-based in the source notebook (markdown counted)."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if not isinstance(exc, PapermillExecutionError):
+        return {"cell": None, "execution_count": None, "ename": type(exc).__name__, "evalue": str(exc).strip()}
+    cell = None
+    source = exc.source or ""
+    try:
+        import nbformat
+
+        cells = nbformat.read(partial, as_version=4).cells
+        cells = [c for c in cells if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+        injected = sum(INJECTED_TAG in c.get("metadata", {}).get("tags", []) for c in cells[: exc.cell_index])
+        if INJECTED_TAG in cells[exc.cell_index].get("metadata", {}).get("tags", []):
+            cell = "injected parameters"
+        else:
+            cell = exc.cell_index - injected + 1
+    except Exception:  # the partial notebook is a convenience; the exception still says enough
+        cell = exc.cell_index + 1
+    first_line = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    return {
+        "cell": cell,
+        "execution_count": exc.exec_count,
+        "ename": exc.ename,
+        "evalue": (exc.evalue or "").strip(),
+        "source_line": first_line[:200],
+    }
+
+
+def _replace(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+
+
+def _print_summary(entries: list[dict], index: Path) -> None:
+    width = max([len("notebook")] + [len(e["name"]) for e in entries])
+    lines = [f"{'notebook':<{width}}  {'status':<11}  wall time", f"{'-' * width}  {'-' * 11}  ---------"]
+    for e in entries:
+        lines.append(f"{e['name']:<{width}}  {e['status']:<11}  {format_seconds(e.get('wall_s'))}")
+    print("\n".join(lines))
+    print(f"index: {index}")
+
+
+# ----------------------------------------------------------------------------------- run
+def _record_failure(name: str, entry: dict, error: dict, out_nb: Path, out_html: Path, reports_dir: Path,
+                    previous_results, render: bool) -> None:
+    """File a failed notebook: partial copy (and HTML if `render`) into failed/, error into `entry`.
+
+    The last good reports stay where they are, and the notebook's rows of results.csv are put back
+    as they were, so the table always matches the reports beside it.
+    """
+    failed_dir = reports_dir / FAILED_DIR
+    entry.update(finished=utc_now(), status="failed", error=error, ipynb=None, html=None)
+    for stale in (failed_dir / f"{name}.ipynb", failed_dir / f"{name}.html"):
+        stale.unlink(missing_ok=True)  # a fresh failure replaces an older one
+    if out_nb.is_file():
+        if render:
+            try:
+                export_html(out_nb, out_html)
+                _replace(out_html, failed_dir / f"{name}.html")
+                entry["html"] = f"{FAILED_DIR}/{name}.html"
+            except Exception as html_exc:  # noqa: BLE001
+                print(f"(could not render the partial notebook of {name}: {html_exc})", file=sys.stderr)
+        _replace(out_nb, failed_dir / f"{name}.ipynb")
+        entry["ipynb"] = f"{FAILED_DIR}/{name}.ipynb"
+    if (reports_dir / f"{name}.html").is_file():
+        entry["previous_html"] = f"{name}.html"
+    restore_results(name, previous_results, reports_dir)
+
+
+def run_notebook(
+    name: str,
+    notebooks_dir: Path,
+    reports_dir: Path,
+    params_file: Path,
+    kernel: str,
+    entry: dict,
+) -> bool:
+    """Execute one notebook and place its reports; fills `entry` in place. True when it ran through."""
+    import papermill
+
+    source = notebooks_dir / f"{name}.ipynb"
+    failed_dir = reports_dir / FAILED_DIR
+    engine_kwargs = {}
+    if kernel == DEFAULT_KERNEL:
+        engine_kwargs["kernel_manager_class"] = _venv_kernel_manager_class()
+    entry.update(status="running", started=utc_now(), wall_s=None, error=None)
+    previous_results = load_results(reports_dir)
+    with tempfile.TemporaryDirectory(dir=reports_dir, prefix=f".running-{name}-") as tmp:
+        out_nb = Path(tmp) / f"{name}.ipynb"
+        out_html = Path(tmp) / f"{name}.html"
+        start = time.monotonic()
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(out_nb),
+                parameters={"params_file": str(params_file), "reports_dir": str(reports_dir)},
+                cwd=str(notebooks_dir),
+                kernel_name=kernel,
+                language="python",
+                log_output=False,
+                progress_bar=True,
+                **engine_kwargs,
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of the notebook stops the run
+            entry["wall_s"] = round(time.monotonic() - start, 3)
+            _record_failure(name, entry, _failure_details(exc, out_nb), out_nb, out_html, reports_dir,
+                            previous_results, render=True)
+            return False
+        except BaseException:  # KeyboardInterrupt: record it, then let it end the run
+            entry["wall_s"] = round(time.monotonic() - start, 3)
+            entry["finished"] = utc_now()
+            entry["status"] = "interrupted"
+            entry["error"] = {"cell": None, "ename": "KeyboardInterrupt", "evalue": "run interrupted"}
+            raise
+        try:
+            export_html(out_nb, out_html)
+        except Exception as exc:  # noqa: BLE001 - the notebook ran, but it has no report: a failure
+            entry["wall_s"] = round(time.monotonic() - start, 3)
+            error = {"cell": None, "ename": type(exc).__name__, "evalue": f"HTML export failed: {exc}"}
+            _record_failure(name, entry, error, out_nb, out_html, reports_dir, previous_results, render=False)
+            return False
+        entry["wall_s"] = round(time.monotonic() - start, 3)
+        entry["finished"] = utc_now()
+        # Only now, with both files complete, replace the previous run's copies.
+        _replace(out_nb, reports_dir / f"{name}.ipynb")
+        _replace(out_html, reports_dir / f"{name}.html")
+    for stale in (failed_dir / f"{name}.ipynb", failed_dir / f"{name}.html"):
+        stale.unlink(missing_ok=True)
+    if failed_dir.is_dir() and not any(failed_dir.iterdir()):
+        failed_dir.rmdir()
+    entry.update(status="ok", ipynb=f"{name}.ipynb", html=f"{name}.html")
+    entry.pop("previous_html", None)
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serlib.study",
+        description="Run the study notebooks of a parameter profile and build reports/index.html.",
+    )
+    parser.add_argument("--params", required=True, help="profile name (params/NAME.yaml) or path to a profile YAML")
+    parser.add_argument(
+        "--notebooks", nargs="+", metavar="NAME", help="notebooks to run, in order (default: the profile's `notebooks`)"
+    )
+    parser.add_argument("--reports", metavar="DIR", help="reports folder (default: <repo>/reports)")
+    parser.add_argument(
+        "--kernel",
+        default=DEFAULT_KERNEL,
+        help=f"Jupyter kernel name (default {DEFAULT_KERNEL!r}: always this interpreter, {sys.executable})",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | None = None) -> int:
+    """Command-line entry point; returns the exit status. `notebooks_dir` defaults to <repo>/notebooks."""
+    args = build_parser().parse_args(argv)
+    nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
+    try:
+        params_file = resolve_profile(args.params)
+        profile = load_profile(params_file)
+        names = select_notebooks(args.notebooks, profile, nb_dir)
+        check_kernel(args.kernel)
+    except (StudyError, FileNotFoundError, ValueError) as exc:
+        print(f"serlib.study: error: {exc}", file=sys.stderr)
+        return 2
+
+    reports_dir = reports_path(args.reports)
+    run = run_metadata(str(profile["profile"]))
+    run.update(
+        params_file=str(params_file),
+        notebooks_dir=str(nb_dir),
+        reports_dir=str(reports_dir),
+        kernel=args.kernel if args.kernel != DEFAULT_KERNEL else f"{DEFAULT_KERNEL} ({sys.executable})",
+        status="running",
+        finished=None,
+        notebooks=[{"name": n, "status": "pending", "wall_s": None, "error": None} for n in names],
+    )
+    save_run(reports_dir, run)
+    index = write_index(reports_dir, run)
+    print(f"profile {run['profile']} ({params_file}): {len(names)} notebook(s) -> {reports_dir}", file=sys.stderr)
+
+    status = 0
+    try:
+        for i, entry in enumerate(run["notebooks"], 1):
+            name = entry["name"]
+            print(f"[{i}/{len(names)}] {name}", file=sys.stderr, flush=True)
+            entry.update(status="running", started=utc_now())
+            save_run(reports_dir, run)
+            write_index(reports_dir, run)
+            ok = run_notebook(name, nb_dir, reports_dir, params_file, args.kernel, entry)
+            if not ok:
+                err = entry["error"]
+                where = f" in cell {err['cell']}" if err.get("cell") is not None else " outside any cell"
+                print(f"notebook {name} failed{where} ({err['ename']}: {err['evalue']})", file=sys.stderr)
+                if err.get("source_line"):
+                    print(
+                        f"  (In [{err.get('execution_count')}] of {nb_dir / (name + '.ipynb')}, "
+                        f"cells counted from 1, markdown included: {err['source_line']})",
+                        file=sys.stderr,
+                    )
+                if entry.get("ipynb"):
+                    print(f"  partial notebook: {reports_dir / entry['ipynb']}", file=sys.stderr)
+                for later in run["notebooks"][i:]:
+                    later["status"] = "skipped"
+                status = 1
+            save_run(reports_dir, run)
+            index = write_index(reports_dir, run)
+            if not ok:
+                break
+    except KeyboardInterrupt:
+        for entry in run["notebooks"]:
+            if entry["status"] in ("pending", "running"):
+                entry["status"] = "skipped" if entry["status"] == "pending" else "interrupted"
+        run.update(status="interrupted", finished=utc_now())
+        save_run(reports_dir, run)
+        index = write_index(reports_dir, run)
+        print("serlib.study: interrupted", file=sys.stderr)
+        _print_summary(run["notebooks"], index)
+        return 130
+
+    run.update(status="ok" if status == 0 else "failed", finished=utc_now())
+    save_run(reports_dir, run)
+    index = write_index(reports_dir, run)
+    _print_summary(run["notebooks"], index)
+    return status
+

@@ -1,0 +1,49 @@
+"""The conventional baseline in full fine-tuning mode: gradients reach the encoder; masks hold."""
+
+from __future__ import annotations
+
+import torch
+
+from serlib.methods.conventional.model import ConventionalSER
+from serlib.training.classify import FeatureDataset, collate_frames, fit_classifier, predict
+from serlib.training.trainer import TrainConfig
+from tests.whisper_fixtures import tiny_whisper
+
+
+def _mels(n: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(40 + 13 * i, 8, generator=g) for i in range(n)]  # [frames, mels]
+
+
+def test_padding_in_a_batch_does_not_change_the_logits():
+    model = ConventionalSER(tiny_whisper().model.encoder, n_classes=3, dropout=0.0).eval()
+    mels = _mels(3)
+    batch = collate_frames([(m, torch.tensor(0)) for m in mels])
+    with torch.no_grad():
+        together = model(batch["x"], batch["mask"])
+        alone = torch.cat([model(m[None], torch.ones(1, m.shape[0], dtype=torch.bool)) for m in mels])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_fine_tuning_updates_the_encoder():
+    encoder = tiny_whisper().model.encoder
+    before = encoder.layers[0].fc1.weight.detach().clone()
+    model = ConventionalSER(encoder, n_classes=2, dropout=0.0)
+    mels = _mels(8)
+    labels = [i % 2 for i in range(8)]
+    config = TrainConfig(max_steps=3, batch_size=4, lr=1e-3, eval_every=3, patience=5, top_k=1,
+                         device="cpu", progress=False, seed=0)
+    result = fit_classifier(model, FeatureDataset(mels, labels), FeatureDataset(mels, labels), 2, config)
+    assert not torch.equal(result.model.encoder.layers[0].fc1.weight, before)
+    pred, probs = predict(result.model, FeatureDataset(mels, labels), batch_size=3)
+    assert pred.shape == (8,) and abs(probs.sum(axis=1) - 1).max() < 1e-5
+
+
+def test_frames_of_equal_length_still_get_a_mask():
+    """Whether a dataset holds frames decides batching, not the shapes of one batch."""
+    same = [torch.ones(30, 8), torch.ones(30, 8)]
+    batch = next(iter(torch.utils.data.DataLoader(FeatureDataset(same, [0, 1]), batch_size=2,
+                                                  collate_fn=FeatureDataset(same, [0, 1]).collate)))
+    assert batch["mask"].all() and batch["x"].shape == (2, 30, 8)
+    pooled = FeatureDataset(torch.ones(4, 3, 8).numpy(), [0, 1, 0, 1])
+    assert "mask" not in pooled.collate([pooled[0], pooled[1]])

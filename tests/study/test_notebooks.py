@@ -1,0 +1,55 @@
+"""Every notebook, executed headless by the study runner on the smoke profile (real data, real Whisper)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from serlib.encoders.backbones import ct2_files
+from serlib.study.params import available_profiles, load_profile
+from serlib.study.runner import main as run_study
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def test_notebooks_are_committed_without_outputs_and_take_parameters():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path.name
+        assert "parameters" in code[0]["metadata"].get("tags", []), f"{path.name}: first code cell is not tagged"
+        assert "params_file" in "".join(code[0]["source"])
+        long = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and len("".join(c["source"]).splitlines()) > 40]
+        assert not long, f"{path.name}: code cells {long} are over 40 lines (the loops belong in serlib)"
+
+
+def test_profiles_name_existing_notebooks():
+    available = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
+    for name in available_profiles():
+        profile = load_profile(name)
+        assert set(profile["notebooks"]) <= available, name
+        for notebook in profile["notebooks"]:
+            assert notebook in profile, f"{name} has no section for {notebook}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ct2_files("base") is None, reason="Whisper base CTranslate2 packages not installed")
+def test_smoke_profile_runs_every_notebook(data_root, splits_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("SERLIB_DATA", str(data_root))
+    monkeypatch.setenv("SERLIB_SPLITS", str(splits_root))
+    reports = tmp_path / "reports"
+    assert run_study(["--params", "smoke", "--reports", str(reports)]) == 0
+    notebooks = load_profile("smoke")["notebooks"]
+    for name in notebooks:
+        assert (reports / f"{name}.html").stat().st_size > 10_000
+        assert (reports / f"{name}.ipynb").is_file()
+    results = pd.read_csv(reports / "results.csv")
+    assert set(results["notebook"]) == set(notebooks)
+    scores = results[results.metric.isin(["UA", "WA", "macro_f1"])]
+    assert len(scores) and scores["value"].between(0, 1).all()
+    pooled = scores[(scores.notebook == "01_baselines") & (scores.fold == "pooled")]
+    assert set(pooled["corpus"]) == {"ravdess", "urdu"}
+    assert "01_baselines" in (reports / "index.html").read_text()

@@ -1,0 +1,272 @@
+"""serlib.study.runner and serlib.study.report (run state, index page), on throwaway notebooks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+import serlib.study.report as report
+from serlib.evaluation.results import record_results
+from serlib.study.report import headline_table, run_metadata, write_index
+from serlib.study.runner import StudyError, main, select_notebooks
+
+PARAMS_CELL = 'params_file = "../params/default.yaml"\nreports_dir = None\n'
+
+
+def make_notebook(path: Path, *cells: str) -> Path:
+    """A notebook with the project's `parameters` cell first; cells starting with '#md' are markdown."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    first = nbformat.v4.new_code_cell(PARAMS_CELL)
+    first.metadata["tags"] = ["parameters"]
+    nb.cells = [first] + [
+        nbformat.v4.new_markdown_cell(c[3:]) if c.startswith("#md") else nbformat.v4.new_code_cell(c) for c in cells
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def write_profile(path: Path, notebooks: list[str]) -> Path:
+    path.write_text(
+        "profile: tiny\n"
+        f"notebooks: [{', '.join(notebooks)}]\n"
+        "common: {seed: 7}\n"
+        "nb_one: {answer: 42}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+NB_ONE = [
+    "#md # One\nreads its section and records results",
+    "import json, sys\nfrom pathlib import Path\nfrom serlib.study.params import notebook_params\n"
+    "params = notebook_params(params_file, 'nb_one')\n"
+    "Path(reports_dir, 'nb_one_params.json').write_text(json.dumps(dict(params_file=params_file, "
+    "reports_dir=reports_dir, params=params, executable=sys.executable, cwd=str(Path.cwd()))))",
+    "from serlib.evaluation.results import record_results\n"
+    "record_results([dict(corpus='ravdess', protocol='speaker5', model='svm', method='', fold=f, metric=m, value=v)\n"
+    "                for f in ('pooled', 'mean') for m, v in (('UA', 0.5123), ('WA', 0.6), ('n_params', 1234.0))],\n"
+    "               'nb_one', reports_dir)",
+]
+NB_TWO = [
+    "import plotly.express as px, plotly.io as pio\n"
+    "pio.renderers.default = 'plotly_mimetype+notebook'\n"
+    "px.scatter(x=[1, 2, 3], y=[3, 1, 2], title='tiny figure').show()",
+]
+
+
+@pytest.fixture(autouse=True)
+def fast_metadata(monkeypatch):
+    """Skip the torch device probe (a subprocess importing torch) in runner tests."""
+    monkeypatch.setattr(report, "device_description", lambda: "cpu: test x 1")
+
+
+def run(args, notebooks_dir, capsys):
+    code = main([str(a) for a in args], notebooks_dir=notebooks_dir)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ----------------------------------------------------------------------------------- success
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("good")
+    nbs = root / "notebooks"
+    make_notebook(nbs / "nb_one.ipynb", *NB_ONE)
+    make_notebook(nbs / "nb_two.ipynb", *NB_TWO)
+    make_notebook(nbs / "nb_unused.ipynb", "raise RuntimeError('must not run')")
+    profile = write_profile(root / "tiny.yaml", ["nb_one", "nb_two"])
+    reports = root / "reports"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(report, "device_description", lambda: "cpu: test x 1")
+    try:
+        code = main(["--params", str(profile), "--reports", str(reports)], notebooks_dir=nbs)
+    finally:
+        mp.undo()
+    return code, root, profile, reports
+
+
+def test_runs_profile_notebooks_and_injects_parameters(good_run):
+    code, root, profile, reports = good_run
+    assert code == 0
+    seen = json.loads((reports / "nb_one_params.json").read_text())
+    assert seen["params_file"] == str(profile.resolve())
+    assert seen["reports_dir"] == str(reports.resolve())
+    assert seen["params"] == {"seed": 7, "answer": 42, "profile": "tiny"}
+    assert seen["executable"] == sys.executable  # the kernel runs this interpreter
+    assert seen["cwd"] == str((root / "notebooks").resolve())
+    for name in ("nb_one", "nb_two"):
+        assert (reports / f"{name}.ipynb").is_file() and (reports / f"{name}.html").is_file()
+    assert not (reports / "nb_unused.html").exists()
+    assert not (reports / "failed").exists()
+    assert not list(reports.glob(".running-*"))
+
+
+def test_html_keeps_plotly(good_run):
+    reports = good_run[3]
+    page = (reports / "nb_two.html").read_text(encoding="utf-8")
+    assert "plotly.js v" in page  # the library itself, embedded by the `notebook` renderer
+    assert "Plotly.newPlot" in page and "tiny figure" in page
+
+
+def test_run_json_and_index(good_run):
+    reports = good_run[3]
+    state = json.loads((reports / "run.json").read_text())
+    assert state["status"] == "ok" and state["profile"] == "tiny"
+    assert [(e["name"], e["status"]) for e in state["notebooks"]] == [("nb_one", "ok"), ("nb_two", "ok")]
+    assert all(e["wall_s"] > 0 for e in state["notebooks"])
+    page = (reports / "index.html").read_text(encoding="utf-8")
+    for name in ("nb_one", "nb_two"):
+        assert f'href="{name}.html"' in page and f'href="{name}.ipynb"' in page
+    assert page.count(" s</td>") >= 2  # wall times
+    assert "51.2%" in page and "60.0%" in page and "1,234" in page  # pooled headline, as percentages
+    assert "<script" not in page and "http" not in page.split("<body>")[0]  # self-contained
+
+
+# ----------------------------------------------------------------------------------- failure
+def test_failing_notebook_stops_the_run(tmp_path, capsys):
+    nbs = tmp_path / "notebooks"
+    make_notebook(nbs / "first.ipynb", "print('first ran')")
+    make_notebook(
+        nbs / "second.ipynb", "#md a markdown cell", "x = 1", "raise ValueError('boom <b>')", "y = 2"
+    )
+    make_notebook(nbs / "third.ipynb", f"open({str(tmp_path / 'third_ran')!r}, 'w').write('yes')")
+    profile = write_profile(tmp_path / "tiny.yaml", ["first", "second", "third"])
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "second.html").write_text("previous good report")
+    (reports / "second.ipynb").write_text("{}")
+
+    code, out, err = run(["--params", profile, "--reports", reports], nbs, capsys)
+
+    assert code == 1
+    # parameters cell = 1, markdown = 2, x = 1 -> 3, raise -> 4 (the injected cell is not counted)
+    assert "notebook second failed in cell 4 (ValueError: boom <b>)" in err
+    assert (reports / "first.html").is_file() and (reports / "first.ipynb").is_file()
+    assert (reports / "second.html").read_text() == "previous good report"
+    assert (reports / "second.ipynb").read_text() == "{}"
+    partial = nbformat.read(reports / "failed" / "second.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in partial.cells for o in c.get("outputs", []))
+    assert (reports / "failed" / "second.html").is_file()
+    assert not (tmp_path / "third_ran").exists() and not (reports / "third.html").exists()
+
+    state = json.loads((reports / "run.json").read_text())
+    assert state["status"] == "failed"
+    assert [e["status"] for e in state["notebooks"]] == ["ok", "failed", "skipped"]
+    assert state["notebooks"][1]["error"]["cell"] == 4
+    page = (reports / "index.html").read_text(encoding="utf-8")
+    assert "boom &lt;b&gt;" in page and "boom <b>" not in page
+    assert 'href="failed/second.html"' in page and 'previous run: <a href="second.html"' in page
+    assert "second" in out and "failed" in out and "index:" in out
+
+    # Fixed and rerun alone: its new report replaces the old one and failed/ is cleared.
+    make_notebook(nbs / "second.ipynb", "x = 1")
+    code, out, err = run(["--params", profile, "--reports", reports, "--notebooks", "second"], nbs, capsys)
+    assert code == 0, err
+    assert (reports / "second.html").read_text() != "previous good report"
+    assert not (reports / "failed").exists()
+
+
+def test_a_failed_run_leaves_the_last_good_results(tmp_path, capsys):
+    nbs = tmp_path / "notebooks"
+    record = ("from serlib.evaluation.results import record_results\n"
+              "record_results([dict(corpus='c', protocol='p', model='m', method='x', fold='pooled', "
+              "metric='UA', value=0.1)], 'second', reports_dir)")
+    make_notebook(nbs / "second.ipynb", record, "raise ValueError('after recording')")
+    profile = write_profile(tmp_path / "tiny.yaml", ["second"])
+    reports = tmp_path / "reports"
+    good = [dict(corpus="c", protocol="p", model="m", method="x", fold="pooled", metric="UA", value=0.9)]
+    record_results(good, "second", reports)
+    record_results([dict(good[0], value=0.5)], "other", reports)
+
+    code, _, err = run(["--params", profile, "--reports", reports], nbs, capsys)
+
+    assert code == 1 and "after recording" in err
+    results = pd.read_csv(reports / "results.csv").set_index("notebook")["value"].to_dict()
+    assert results == {"other": 0.5, "second": 0.9}
+
+
+# ----------------------------------------------------------------------------------- selection
+def test_select_notebooks(tmp_path):
+    for name in ("00_data", "01_baselines", "02_whisper_er"):
+        make_notebook(tmp_path / f"{name}.ipynb")
+    profile = {"profile": "p", "notebooks": ["00_data", "02_whisper_er"]}
+    assert select_notebooks(None, profile, tmp_path) == ["00_data", "02_whisper_er"]
+    assert select_notebooks(["01_baselines.ipynb", "00_data"], profile, tmp_path) == ["01_baselines", "00_data"]
+    with pytest.raises(StudyError, match="unknown notebook.*03_missing.*00_data, 01_baselines, 02_whisper_er"):
+        select_notebooks(["00_data", "03_missing"], profile, tmp_path)
+    with pytest.raises(StudyError, match="no notebooks to run"):
+        select_notebooks(None, {"profile": "p", "notebooks": []}, tmp_path)
+    with pytest.raises(StudyError, match="more than once"):
+        select_notebooks(["00_data", "00_data"], profile, tmp_path)
+
+
+def test_cli_errors_run_nothing(tmp_path, capsys):
+    make_notebook(tmp_path / "nbs" / "nb_zero.ipynb")
+    reports = tmp_path / "reports"
+    profile = write_profile(tmp_path / "p.yaml", ["nb_zero", "07_nope"])
+    code, _, err = run(["--params", profile, "--reports", reports], tmp_path / "nbs", capsys)
+    assert code == 2 and "unknown notebook(s) 07_nope" in err and "nb_zero" in err
+    empty = write_profile(tmp_path / "e.yaml", [])
+    code, _, err = run(["--params", empty, "--reports", reports], tmp_path / "nbs", capsys)
+    assert code == 2 and "no notebooks to run" in err
+    code, _, err = run(["--params", tmp_path / "absent.yaml"], tmp_path / "nbs", capsys)
+    assert code == 2 and "no profile" in err
+    code, _, err = run(["--params", profile, "--notebooks", "nb_zero", "--kernel", "no-such-kernel"], tmp_path / "nbs", capsys)
+    assert code == 2 and "no Jupyter kernel named 'no-such-kernel'" in err
+    assert not reports.exists()
+
+
+# ----------------------------------------------------------------------------------- report
+def test_headline_table_formats_percentages():
+    frame = pd.DataFrame(
+        [
+            ("nb", "ravdess", "p", "svm", "", "pooled", "WA", 0.61234),
+            ("nb", "ravdess", "p", "svm", "", "pooled", "UA", 0.5),
+            ("nb", "ravdess", "p", "svm", "", "pooled", "loss", 0.123456),
+            ("nb", "ravdess", "p", "svm", "", "f1", "UA", 0.9),
+            ("nb", "urdu", "p", "svm", "", "pooled", "macro_f1", 0.25),
+            ("other", "urdu", "p", "svm", "", "pooled", "UA", 0.1),
+        ],
+        columns=["notebook", "corpus", "protocol", "model", "method", "fold", "metric", "value"],
+    )
+    table = headline_table(frame, "nb")
+    assert list(table.columns) == ["corpus", "protocol", "model", "method", "UA", "WA", "macro_f1", "loss"]
+    first = table.iloc[0]
+    assert (first.corpus, first.UA, first.WA, first.loss, first.macro_f1) == ("ravdess", "50.0%", "61.2%", "0.1235", "–")
+    assert table.iloc[1].macro_f1 == "25.0%"
+
+
+def test_headline_uses_the_only_fold_without_pooled_rows():
+    columns = ["notebook", "corpus", "protocol", "model", "method", "fold", "metric", "value"]
+    data = pd.DataFrame(
+        [("00_data", "ravdess", "all", "", "data", "all", m, v) for m, v in (("utterances", 1440), ("hours", 1.4829))]
+        + [("x", "ravdess", "p", "m", "", f, "UA", 0.5) for f in ("f1", "f2")],
+        columns=columns,
+    )
+    table = headline_table(data, "00_data")
+    assert table.iloc[0].utterances == "1,440" and table.iloc[0].hours == "1.483"
+    assert headline_table(data, "x").empty  # several folds, none pooled: nothing to headline
+
+
+def test_index_without_run_and_escaping(tmp_path):
+    record_results(
+        [dict(corpus="<x>", protocol="p", model="m&m", method="", fold="pooled", metric="UA", value=0.5)], "nb", tmp_path
+    )
+    page = write_index(tmp_path).read_text(encoding="utf-8")  # no run.json yet
+    assert "&lt;x&gt;" in page and "m&amp;m" in page and "recorded by an earlier run" in page
+
+
+def test_run_metadata_fields(monkeypatch):
+    meta = run_metadata("default")
+    assert meta["profile"] == "default" and meta["device"] == "cpu: test x 1"
+    assert meta["commit"] and meta["python"] and meta["hostname"] and meta["started"].endswith("Z")
+    assert {"numpy", "pandas", "papermill"} <= set(meta["versions"])
+    monkeypatch.setattr(report, "_git", lambda *args: None)
+    assert report.git_commit() == "unknown"
