@@ -12,7 +12,7 @@ EMOBOX = "EmoBox (Ma et al., Interspeech 2024), frozen encoder, EmoBox folds"
 # EmoBox intra-corpus results: corpus -> model -> (UA, WA).
 EMOBOX_INTRA = {
     "ravdess": {
-        "wav2vec 2.0 base": (54.33, 53.99), "HuBERT base": (65.43, 66.21), "WavLM base": (61.56, 62.10),
+        "wav2vec 2.0 base": (54.33, 55.40), "HuBERT base": (65.43, 66.21), "WavLM base": (61.56, 62.10),
         "HuBERT large": (70.00, 70.29), "WavLM large": (72.00, 72.22), "Whisper large-v3": (75.32, 75.87),
     },
     "urdu": {

@@ -43,3 +43,18 @@ def fold_bars(table: pd.DataFrame, x: str, y: str, color: str, title: str, chanc
         fig.add_hline(y=chance, line_dash="dot", annotation_text="chance", annotation_position="top left")
     fig.update_layout(height=420)
     return fig
+
+
+def validation_curves(histories: pd.DataFrame, metric: str = "UA", color: str = "method", facet: str | None = "corpus",
+                      title: str = "") -> go.Figure:
+    """Validation score against training step, one line per run (fold), coloured by `color`: whether
+    a run was still improving when it stopped is visible at a glance."""
+    data = histories.dropna(subset=[metric]).copy()
+    data[f"{metric} %"] = 100 * data[metric]
+    data["run"] = data[[c for c in ("corpus", "protocol", "model", "method", "fold", "seed", "lambda", "layer")
+                        if c in data.columns]].astype(str).agg(" / ".join, axis=1)
+    fig = px.line(data, x="step", y=f"{metric} %", color=color, line_group="run", hover_name="run",
+                  facet_col=facet if facet in data.columns else None, markers=True,
+                  title=title or f"Validation {metric} over training (one line per run)")
+    fig.update_layout(height=400)
+    return fig

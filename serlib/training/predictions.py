@@ -1,7 +1,7 @@
 """The predictions table and the run records every method's fold loop returns, in one schema.
 
 Predictions: one row per test utterance and system, with the keys `corpus, protocol, model, method,
-fold, utt_id`, the truth `y_true` and the prediction `y_pred` (class names; None where a system does
+fold, utt_id`, the utterance's `speaker` (the unit of the paired bootstrap), the truth `y_true` and the prediction `y_pred` (class names; None where a system does
 not recognise emotion), and `speaker_independent` (the fold's); methods add their own columns
 (gender, text, fallback, seed, layer, lambda, ...). Runs: one record per trained model, with how
 its training ended (`stop_reason`, best step, validation score, steps, seconds) and its validation
@@ -20,7 +20,7 @@ import pandas as pd
 from .trainer import TrainResult
 
 KEYS = ["corpus", "protocol", "model", "method", "fold"]
-PREDICTION_COLUMNS = [*KEYS, "utt_id", "y_true", "y_pred", "speaker_independent"]
+PREDICTION_COLUMNS = [*KEYS, "utt_id", "speaker", "y_true", "y_pred", "speaker_independent"]
 RUN_COLUMNS = [*KEYS, "steps", "best_step", "valid_score", "stop_reason", "train_s"]
 
 
@@ -38,15 +38,17 @@ def prediction_rows(corpus, fold, y_pred: Sequence | None, *, protocol: str, mod
         y_pred = [corpus.classes[int(p)] if isinstance(p, (int, np.integer)) else p for p in y_pred]
     return pd.DataFrame({"corpus": corpus.name, "protocol": protocol, "model": model, "method": method,
                          "fold": fold.name, "utt_id": m["utt_id"].to_numpy()[test],
+                         "speaker": m["speaker"].to_numpy()[test],
                          "y_true": [corpus.classes[i] for i in y], "y_pred": y_pred,
                          "speaker_independent": fold.speaker_independent, **extra})
 
 
 def run_record(result: TrainResult | None, **keys) -> dict:
-    """How one training run ended, for the runs table (None: nothing was trained, e.g. zero-shot)."""
+    """How one training run ended, for the runs table (None: not trained by the shared trainer, e.g.
+    zero-shot transcripts or a scikit-learn model; `stop_reason` and `train_s` may say more)."""
     if result is None:
-        return {**keys, "steps": 0, "best_step": None, "valid_score": float("nan"), "stop_reason": "not trained",
-                "train_s": 0.0}
+        return {"steps": 0, "best_step": None, "valid_score": float("nan"), "stop_reason": "not trained",
+                "train_s": 0.0, **keys}
     return {**keys, "steps": result.steps, "best_step": result.best_step, "valid_score": result.best_score,
             "stop_reason": result.stop_reason, "train_s": result.wall_s}
 

@@ -47,3 +47,38 @@ def test_frames_of_equal_length_still_get_a_mask():
     assert batch["mask"].all() and batch["x"].shape == (2, 30, 8)
     pooled = FeatureDataset(torch.ones(4, 3, 8).numpy(), [0, 1, 0, 1])
     assert "mask" not in pooled.collate([pooled[0], pooled[1]])
+
+
+def test_the_conventional_fold_standardises_with_training_rows_and_picks_on_validation(monkeypatch):
+    """conventional_fold's wiring: statistics from the training part only, the validation part (and never the
+    test part) is what the trainer scores to pick checkpoints, and predictions come for the test rows."""
+    import numpy as np
+
+    import serlib.training.classify as classify
+    from serlib.data.folds import Fold
+    from serlib.methods.conventional.run import conventional_fold
+
+    seen = {}
+    real_stats, real_fit = classify.feature_stats, classify.fit_classifier
+
+    def stats(features, rows, *a, **k):
+        seen["stats_rows"] = sorted(rows)
+        return real_stats(features, rows, *a, **k)
+
+    def spy_fit(model, train, valid, n_classes, config):
+        seen["train"], seen["valid"] = len(train), len(valid) if valid is not None else 0
+        seen["valid_features"] = valid.features.copy()
+        return real_fit(model, train, valid, n_classes, config)
+
+    monkeypatch.setattr(classify, "feature_stats", stats)
+    monkeypatch.setattr(classify, "fit_classifier", spy_fit)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 4)).astype(np.float32)
+    X[25:] += 1000.0  # test rows far away: they must not move the statistics
+    y = np.arange(30) % 2
+    fold = Fold("f1", train=np.arange(0, 20), valid=np.arange(20, 25), test=np.arange(25, 30))
+    config = TrainConfig(max_steps=4, batch_size=8, lr=1e-2, eval_every=2, top_k=1, device="cpu", progress=False)
+    y_pred, result = conventional_fold(None, X, y, fold, 2, config)
+    assert seen["stats_rows"] == list(range(20)) and seen["train"] == 20 and seen["valid"] == 5
+    np.testing.assert_array_equal(seen["valid_features"], X[20:25])
+    assert len(y_pred) == 5 and "UA" in result.history.columns  # validation scored at every check

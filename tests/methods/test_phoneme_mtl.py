@@ -232,6 +232,7 @@ def test_error_rates_and_emotion_tags_on_hand_made_strings():
 
 def _corpus(texts, emotions=("neutral", "happy")):
     manifest = pd.DataFrame({"utt_id": [f"u{i}" for i in range(len(texts))], "corpus": "toy", "text": texts,
+                             "speaker": [f"s{i % 3}" for i in range(len(texts))],
                              "emotion": [emotions[i % len(emotions)] for i in range(len(texts))], "language": "en"})
     return PreparedCorpus("toy", manifest, pd.DataFrame(), list(emotions), {})
 

@@ -51,5 +51,19 @@ def test_smoke_profile_runs_every_notebook(data_root, splits_root, tmp_path, mon
     scores = results[results.metric.isin(["UA", "WA", "macro_f1"])]
     assert len(scores) and scores["value"].between(0, 1).all()
     pooled = scores[(scores.notebook == "01_baselines") & (scores.fold == "pooled")]
-    assert set(pooled["corpus"]) == {"ravdess", "urdu"}
+    assert set(pooled["corpus"]) == {"ravdess", "urdu", "emodb"}
     assert "01_baselines" in (reports / "index.html").read_text()
+    # every study's headline comparison carries its paired interval, inside its bounds
+    deltas = results[results.metric == "delta_UA"]
+    assert set(deltas["notebook"]) == {"01_baselines", "02_whisper_er", "03_serial_mtl", "04_phoneme_mtl",
+                                       "05_cross_corpus", "06_layer_analysis"}
+    wide = results[results.metric.str.startswith("delta_UA")].pivot_table(
+        index=["notebook", "corpus", "protocol", "model", "method"], columns="metric", values="value")
+    assert (wide["delta_UA_ci_low"] <= wide["delta_UA"]).all() and (wide["delta_UA"] <= wide["delta_UA_ci_high"]).all()
+    assert {"WER", "GR_acc"} <= set(results[results.notebook == "03_serial_mtl"]["metric"])
+    # figures: every report embeds plotly figures, the training notebooks their validation curves
+    for name in notebooks:
+        html = (reports / f"{name}.html").read_text()
+        assert html.count('class="plotly-graph-div"') >= (1 if name != "00_data" else 2), name
+    for name in ("01_baselines", "02_whisper_er", "03_serial_mtl", "04_phoneme_mtl", "06_layer_analysis"):
+        assert "Validation UA" in (reports / f"{name}.html").read_text(), name

@@ -8,6 +8,8 @@ checkpoints; the best `top_k` are averaged.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ...data.folds import Fold
@@ -41,4 +43,25 @@ def run_baseline(template, corpus: PreparedCorpus, X, folds: dict[str, list[Fold
             y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), config, finetune, dropout)
             out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=method), result,
                     corpus=corpus.name, protocol=protocol, model=model, method=method, fold=fold.name, note=fold.note)
+    return out.result()
+
+
+def logistic_regression(corpus: PreparedCorpus, X: np.ndarray, folds: dict[str, list[Fold]], model: str = "",
+                        method: str = "logistic regression (scikit-learn)") -> FoldResults:
+    """A plain standardised logistic regression (scikit-learn's defaults: L2, C = 1) on the same pooled
+    features and the same training part of every fold: the floor a trained linear head should reach."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(corpus.labels())
+    out = Collector()
+    for protocol, protocol_folds in folds.items():
+        for fold in protocol_folds:
+            start = time.perf_counter()
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X[fold.train], y[fold.train])
+            out.add(prediction_rows(corpus, fold, clf.predict(X[fold.test]), protocol=protocol, model=model,
+                                    method=method), None, corpus=corpus.name, protocol=protocol, model=model,
+                    method=method, fold=fold.name, stop_reason="lbfgs converged (scikit-learn)",
+                    train_s=time.perf_counter() - start)
     return out.result()

@@ -47,7 +47,7 @@ def cross_corpus(pairs: Mapping[str, PairData], methods: Sequence[str], seeds: S
                 keys = {"pair": d.title, "method": method, "seed": seed}
                 out.predictions.append(pd.DataFrame({
                     "corpus": d.name, "protocol": PROTOCOL, "model": model, "method": method, "fold": f"seed {seed}",
-                    "utt_id": d.target["utt_id"], "y_true": [d.classes[i] for i in y_true],
+                    "utt_id": d.target["utt_id"], "speaker": d.target["speaker"], "y_true": [d.classes[i] for i in y_true],
                     "y_pred": [d.classes[i] for i in y_pred], "speaker_independent": True, **keys}))
                 out.runs.append({"corpus": d.name, "protocol": PROTOCOL, "model": model, "method": method,
                                  "fold": f"seed {seed}", "steps": config.max_steps, "best_step": None,
