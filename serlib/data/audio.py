@@ -3,6 +3,10 @@
 `load_audio` returns float32 mono at the target rate. Bad files raise `AudioError` with a `reason`
 among `REASONS`, so a notebook can list what it skipped and why (`check_audio`).
 
+Clips longer than `MAX_SECONDS` are refused ("too_long"), never cut: every model of the study reads
+Whisper's 30-s window (or is compared with one that does), and a clip cut to its first 30 s would be
+scored on audio the label may not describe. Under the `skip` policy they are listed with the others.
+
 Durations in manifests come from file headers (`durations`); a header that cannot be read gives NaN
 there and the row is kept, so that `check_audio` reports the file (as missing or unreadable) instead
 of the loader hiding it.
@@ -21,8 +25,9 @@ import soxr
 
 TARGET_SR = 16000
 MIN_SECONDS = 0.1  # shorter files are "empty": nothing an emotion model can use
+MAX_SECONDS = 30.0  # Whisper's window: longer clips are "too_long" (see the module notes)
 SILENCE_PEAK = 1e-4  # a peak below this (about -80 dBFS) is "silent"
-REASONS = ("missing", "unreadable", "empty", "silent")
+REASONS = ("missing", "unreadable", "empty", "silent", "too_long")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 SKIPPED_COLUMNS = ["utt_id", "corpus", "path", "reason", "detail"]
@@ -43,8 +48,19 @@ class AudioError(ValueError):
         return (type(self), (self.path, self.reason, self.detail))
 
 
+def _decoder_message(path: str | os.PathLike, exc: Exception) -> str:
+    """libsndfile's reason in words a user can act on (its own text kept in brackets)."""
+    text = f"{type(exc).__name__}: {exc}"
+    suffix = os.path.splitext(str(path))[1].lower().lstrip(".") or "audio"
+    if any(k in str(exc) for k in ("psf_fseek", "lost sync", "unexpected end", "truncated")):
+        return f"truncated or corrupt {suffix.upper()} file ({text})"
+    if "Format not recognised" in str(exc) or "unknown format" in str(exc).lower():
+        return f"not an audio file libsndfile can read, or a corrupt header ({text})"
+    return text
+
+
 def _read(
-    path: str | os.PathLike, min_seconds: float, silence_peak: float
+    path: str | os.PathLike, min_seconds: float, silence_peak: float, max_seconds: float = MAX_SECONDS
 ) -> tuple[np.ndarray, int]:
     """Mono float32 samples at the file's own rate, after every check that AudioError names."""
     if not os.path.isfile(path):
@@ -52,12 +68,15 @@ def _read(
     try:
         data, sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile reports corrupt or unsupported files in several ways
-        raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+        raise AudioError(path, "unreadable", _decoder_message(path, exc)) from exc
     seconds = data.shape[0] / sr if sr else 0.0
     if data.shape[0] == 0 or seconds < min_seconds:
         raise AudioError(
             path, "empty", f"{data.shape[0]} samples ({seconds:.3f} s < {min_seconds} s)"
         )
+    if seconds > max_seconds:
+        raise AudioError(path, "too_long", f"{seconds:.1f} s > {max_seconds:g} s (Whisper's window; clips are "
+                                           "never cut)")
     x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(x).all():
         raise AudioError(path, "unreadable", "non-finite samples")
@@ -73,13 +92,14 @@ def load_audio(
     *,
     min_seconds: float = MIN_SECONDS,
     silence_peak: float = SILENCE_PEAK,
+    max_seconds: float = MAX_SECONDS,
 ) -> np.ndarray:
     """Float32 mono samples at `target_sr` (soxr 'HQ' resampling, channels averaged).
 
     Levels are left alone unless the peak exceeds 1 (float files, resampling overshoot), in which
-    case the signal is scaled to peak 1. Raises AudioError (missing, unreadable, empty, silent).
+    case the signal is scaled to peak 1. Raises AudioError (any of REASONS).
     """
-    x, sr = _read(path, min_seconds, silence_peak)
+    x, sr = _read(path, min_seconds, silence_peak, max_seconds)
     if sr != target_sr:
         x = soxr.resample(x, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
     peak = float(np.abs(x).max()) if x.size else 0.0
@@ -95,7 +115,7 @@ def audio_info(path: str | os.PathLike) -> float:
     try:
         info = sf.info(path)
     except Exception as exc:
-        raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+        raise AudioError(path, "unreadable", _decoder_message(path, exc)) from exc
     if not info.samplerate:
         raise AudioError(path, "unreadable", "header gives no sample rate")
     return info.frames / info.samplerate
@@ -118,6 +138,7 @@ def check_audio(
     *,
     min_seconds: float = MIN_SECONDS,
     silence_peak: float = SILENCE_PEAK,
+    max_seconds: float = MAX_SECONDS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read every file of the manifest once (no resampling) and apply load_audio's checks.
 
@@ -130,7 +151,7 @@ def check_audio(
     errors: dict[int, AudioError] = {}
     for pos, path in enumerate(manifest["path"]):
         try:
-            _read(path, min_seconds, silence_peak)
+            _read(path, min_seconds, silence_peak, max_seconds)
         except AudioError as err:
             errors[pos] = err
     bad = sorted(errors)

@@ -2,10 +2,13 @@
 
 Relative paths are resolved against `root` (default: the CSV's folder) and must stay inside it.
 Missing columns get defaults: utt_id = file stem (the path below the root, '/' as '-', when stems
-repeat across folders), corpus = the argument, else the CSV's `corpus`
-column, else the CSV's stem; speaker, gender, text, language, session = "". Without speakers,
+repeat across folders), corpus = the argument (a profile passes its
+own name for the corpus), else the CSV's `corpus` column, else the CSV's stem; speaker, gender, text, language, session = "". Without speakers,
 speaker-based folds refuse to run (folds.make_folds says so). Emotions go through `label_map` when
 given, else they must already be names of the shared vocabulary (compared lower-cased).
+
+The CSV is read as UTF-8 unless `encoding` says otherwise; errors name the CSV and, for rows, their
+line numbers in it (line 1 is the header).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def load(
     root: str | Path | None = None,
     corpus: str | None = None,
     label_map: dict[str, str] | None = None,
+    encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """Manifest from a CSV file (see the module docstring for columns and defaults)."""
     csv_path = Path(csv_path).expanduser()
@@ -35,7 +39,7 @@ def load(
             f"corpus CSV {csv_path} does not exist; expected a CSV with columns path, emotion"
         )
     base = Path(root).expanduser().resolve() if root is not None else csv_path.resolve().parent
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    table = _read_table(csv_path, encoding)
     table.columns = [c.strip() for c in table.columns]
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
@@ -47,9 +51,9 @@ def load(
     blank = df["path"].str.strip() == ""
     if blank.any():
         raise ValueError(
-            f"{csv_path}: empty path on data line(s) {(blank[blank].index + 1).tolist()[:5]}"
+            f"{csv_path}: empty path on line(s) {(blank[blank].index + 2).tolist()[:5]}"
         )
-    df["path"] = [str(inside(base, p.strip())) for p in df["path"]]
+    df["path"] = [_resolve(base, p.strip(), csv_path, line) for p, line in zip(df["path"], df.index + 2)]
     if corpus is not None:
         df["corpus"] = corpus
     elif "corpus" not in df or (df["corpus"].str.strip() == "").any():
@@ -83,6 +87,42 @@ def load(
                 f"{csv_path}: emotions {unknown} are not in the shared vocabulary {list(EMOTIONS)}; "
                 "pass a label_map"
             )
+    _refuse_repeats(df, csv_path)
     df["duration"] = durations(df["path"])
     df = df.sort_values("utt_id", kind="stable")
     return validate(df[COLUMNS])
+
+
+def _resolve(base: Path, path: str, csv_path: Path, line: int) -> str:
+    """The audio path of one CSV line, kept inside `base` (ValueError naming the CSV and line)."""
+    try:
+        return str(inside(base, path))
+    except ValueError as exc:
+        raise ValueError(f"{csv_path}, line {line}: {exc}") from None
+
+
+def _read_table(csv_path: Path, encoding: str) -> pd.DataFrame:
+    """The CSV as strings, or a ValueError naming the file and what to do."""
+    try:  # blank lines are read, then dropped, so that the index + 2 is the line number in the file
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding=encoding, skip_blank_lines=False)
+        return table[(table != "").any(axis=1)]
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{csv_path}: not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save "
+            "it as UTF-8, or give its encoding in the corpus entry (e.g. `encoding: latin-1`)") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{csv_path}: the file is empty; expected a header line with at least "
+                         f"{', '.join(REQUIRED)}, then one line per utterance") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{csv_path}: not a well-formed CSV ({exc})") from None
+
+
+def _refuse_repeats(df: pd.DataFrame, csv_path: Path) -> None:
+    """ValueError naming the CSV lines that give the same audio file or utterance id twice."""
+    for column, what in (("path", "audio file"), ("utt_id", "utterance id")):
+        repeated = df[column].duplicated(keep=False)
+        if repeated.any():
+            first = df.loc[repeated, column].iloc[0]
+            lines = (df.index[df[column] == first] + 2).tolist()  # data row 0 is line 2, after the header
+            raise ValueError(f"{csv_path}: lines {lines} give the same {what} {first!r} "
+                             f"({int(repeated.sum())} lines repeat one in all); each utterance once")

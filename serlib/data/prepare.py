@@ -42,6 +42,8 @@ def prepare_corpus(name: str, params: dict) -> PreparedCorpus:
     """The corpus `name` as the profile's `corpora` entry describes it, checked under `audio_policy`."""
     spec = params["corpora"][name]
     options = {k: v for k, v in spec.items() if k not in ("loader", "selection", "protocols", "classes")}
+    if spec.get("loader") == "csv":
+        options.setdefault("corpus", name)  # the profile's name for it, in skip lists, caches and errors
     manifest = load_corpus(spec.get("loader", name), data_root=params.get("data_root"), **options)
     manifest = select_classes(manifest, spec.get("selection"))
     manifest = cap_per_speaker(manifest, params.get("per_speaker"), params.get("seed", 0))

@@ -3,9 +3,10 @@
 Layout: `<cache>/features/<model>/<corpus>/<utt_id>.safetensors` holding
 `hidden` [layers, frames, dim] float16 (all hidden states, see encoders.encoding) and `mean`
 [layers, dim] float32 (the mean over frames, so pooled baselines never read the frames), with
-metadata (model, sha1 of the audio file, format version). An entry whose audio hash, model or format
-differs is stale; one that safetensors cannot open, or whose shapes disagree, is corrupt; both are
-rebuilt. Notebooks share the cache, so the encoder runs once per corpus for the whole study.
+metadata (model, sha1 of the audio file, sha1 of each tensor's bytes, format version). An entry whose
+audio hash, model or format differs is stale; one that safetensors cannot open, whose shapes
+disagree, whose tensor bytes do not match their digests, or that holds NaN or inf, is corrupt; both
+are rebuilt and counted. An encoder that produces NaN or inf is an error naming the audio file. Notebooks share the cache, so the encoder runs once per corpus for the whole study.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..paths import cache_root, inside
 from ..training.allocator import keep_freed_memory
 from .encoding import encode_batch, length_batches, log_mel
 
-FORMAT = "1"
+FORMAT = "2"  # 2: tensor digests
 
 
 def audio_sha1(path: str | Path) -> str:
@@ -38,6 +39,11 @@ def audio_sha1(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def tensor_sha1(x: torch.Tensor) -> str:
+    """Digest of a tensor's bytes: garbled bytes under an intact header are caught by it."""
+    return hashlib.sha1(x.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
 def average_groups(x: torch.Tensor, group: int) -> torch.Tensor:
@@ -99,13 +105,16 @@ class FeatureCache:
         try:
             with safe_open(path, "pt") as fh:
                 meta = fh.metadata() or {}
-                hidden = fh.get_slice("hidden").get_shape()
-                mean = fh.get_slice("mean").get_shape()
+                if meta.get("format") != FORMAT or meta.get("model") != self.model_name or meta.get("audio_sha1") != sha1:
+                    return "stale"
+                hidden, mean = fh.get_tensor("hidden"), fh.get_tensor("mean")
         except Exception:  # safetensors raises several types for truncated/garbled files
             return "corrupt"
-        if meta.get("format") != FORMAT or meta.get("model") != self.model_name or meta.get("audio_sha1") != sha1:
-            return "stale"
-        if len(hidden) != 3 or list(mean) != [hidden[0], hidden[2]] or hidden[1] < 1:
+        if hidden.ndim != 3 or list(mean.shape) != [hidden.shape[0], hidden.shape[2]] or hidden.shape[1] < 1:
+            return "corrupt"
+        if meta.get("hidden_sha1") != tensor_sha1(hidden) or meta.get("mean_sha1") != tensor_sha1(mean):
+            return "corrupt"
+        if not (torch.isfinite(hidden).all() and torch.isfinite(mean).all()):
             return "corrupt"
         return "ok"
 
@@ -143,6 +152,9 @@ class FeatureCache:
                 row, sha1 = todo[i]
                 n = int(mask[j].sum())
                 hidden = states[j, :, :n].float().cpu()
+                if not torch.isfinite(hidden).all():
+                    raise FloatingPointError(f"{self.model_name} gave NaN or inf hidden states for {row.path} "
+                                             f"(device {self.device}); nothing was cached for it")
                 self._write(self.path(row.corpus, row.utt_id), hidden, sha1)
             bar.update(len(batch))
         bar.close()
@@ -150,11 +162,11 @@ class FeatureCache:
     def _write(self, path: Path, hidden: torch.Tensor, sha1: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        save_file(
-            {"hidden": hidden.half().contiguous(), "mean": hidden.mean(dim=1).contiguous()},
-            tmp,
-            metadata={"format": FORMAT, "model": self.model_name, "audio_sha1": sha1},
-        )
+        tensors = {"hidden": hidden.half().contiguous(), "mean": hidden.mean(dim=1).contiguous()}
+        if not torch.isfinite(tensors["hidden"]).all():  # finite in float32 but beyond float16's range
+            raise FloatingPointError(f"hidden states of {path.stem} overflow float16; nothing was cached for it")
+        digests = {f"{k}_sha1": tensor_sha1(v) for k, v in tensors.items()}
+        save_file(tensors, tmp, metadata={"format": FORMAT, "model": self.model_name, "audio_sha1": sha1, **digests})
         os.replace(tmp, path)  # a killed run never leaves a half-written entry under the real name
 
     def pooled(self, manifest: pd.DataFrame, layers: list[int] | None = None) -> np.ndarray:

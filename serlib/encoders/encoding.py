@@ -24,13 +24,18 @@ HOP = 160  # mel frames are 10 ms apart; the encoder halves them to 20 ms
 
 
 def log_mel(feature_extractor, audio: np.ndarray) -> torch.Tensor:
-    """Whisper log-mel features [n_mels, frames] of the real audio only (at most 30 s, no padding)."""
+    """Whisper log-mel features [n_mels, frames] of the real audio only (no padding).
+
+    Audio longer than Whisper's 30-s window is refused, never cut (data.audio refuses such files).
+    """
     n_max = feature_extractor.n_samples
-    clip = audio[:n_max]
+    if len(audio) > n_max:
+        raise ValueError(f"{len(audio) / SAMPLE_RATE:.1f} s of audio exceed Whisper's {n_max / SAMPLE_RATE:g}-s "
+                         "window; it is not cut (load it with serlib.data.audio.load_audio, which refuses it)")
     feats = feature_extractor(
-        clip, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
+        audio, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt"
     ).input_features[0]
-    frames = max(2, len(clip) // HOP)
+    frames = max(2, len(audio) // HOP)
     return feats[:, :frames]
 
 

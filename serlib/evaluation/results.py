@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import PROJECT_ROOT
+from .reports_folder import ReportsFolder
 
 RESULT_COLUMNS = ["notebook", "corpus", "protocol", "model", "method", "fold", "metric", "value"]
 KEY_COLUMNS = RESULT_COLUMNS[:-1]
@@ -147,7 +148,7 @@ def load_results(reports_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     )
     missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; delete the file to start afresh")
+        raise ValueError(f"{path}: missing columns {missing}; it is not serlib's results file: move it away or choose another reports folder")
     frame = frame[RESULT_COLUMNS]
     for col in KEY_COLUMNS:
         frame[col] = frame[col].astype(object)
@@ -167,13 +168,21 @@ def record_results(
     """
     new = validate_results(rows, notebook)
     path = results_file(reports_dir)
+    ReportsFolder(path.parent).check([RESULTS_FILE])
     old = load_results(reports_dir)
     kept = old[old["notebook"] != notebook]
     parts = [frame for frame in (kept, new) if not frame.empty]
     merged = pd.concat(parts, ignore_index=True) if parts else _empty()
     merged = merged.sort_values("notebook", kind="stable").reset_index(drop=True)
-    atomic_write_text(path, merged[RESULT_COLUMNS].to_csv(index=False, lineterminator="\n"))
+    _write(path, merged)
     return path
+
+
+def _write(path: Path, merged: pd.DataFrame) -> None:
+    """results.csv rewritten atomically and recorded as serlib's file of its reports folder (callers
+    have refused a results.csv that serlib did not make)."""
+    ReportsFolder(path.parent).claim(RESULTS_FILE)
+    atomic_write_text(path, merged[RESULT_COLUMNS].to_csv(index=False, lineterminator="\n"))
 
 
 def restore_results(notebook: str, previous: pd.DataFrame, reports_dir: str | os.PathLike | None = None) -> Path:
@@ -187,5 +196,5 @@ def restore_results(notebook: str, previous: pd.DataFrame, reports_dir: str | os
     parts = [f for f in (old[old["notebook"] != notebook], previous[previous["notebook"] == notebook]) if not f.empty]
     merged = pd.concat(parts, ignore_index=True) if parts else _empty()
     merged = merged.sort_values("notebook", kind="stable").reset_index(drop=True)
-    atomic_write_text(path, merged[RESULT_COLUMNS].to_csv(index=False, lineterminator="\n"))
+    _write(path, merged)
     return path

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ..evaluation.results import load_results, reports_path, restore_results
+from ..evaluation.results import RESULTS_FILE, load_results, reports_path, restore_results
 from ..paths import PROJECT_ROOT
 from .params import load_profile, resolve_profile
-from .report import FAILED_DIR, format_seconds, run_metadata, save_run, utc_now, write_index
+from .report import FAILED_DIR, INDEX_FILE, RUN_FILE, format_seconds, run_metadata, save_run, utc_now, write_index
+from ..evaluation.reports_folder import ForeignFilesError, ReportsFolder
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 # The kernel name that means "this interpreter"; any other --kernel goes through jupyter's kernelspecs.
@@ -155,9 +157,17 @@ def _failure_details(exc: BaseException, partial: Path) -> dict:
     }
 
 
-def _replace(src: Path, dst: Path) -> None:
+def _replace(src: Path, dst: Path, folder: ReportsFolder) -> None:
+    """Move a finished file into the reports folder, recorded as serlib's."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    folder.claim(dst.relative_to(folder.root).as_posix())
     os.replace(src, dst)
+
+
+def planned_files(names: list[str]) -> list[str]:
+    """Every file a run of these notebooks may write in the reports folder."""
+    per_notebook = [f"{d}{n}.{ext}" for n in names for d in ("", f"{FAILED_DIR}/") for ext in ("ipynb", "html")]
+    return [RUN_FILE, INDEX_FILE, RESULTS_FILE, *per_notebook]
 
 
 def _print_summary(entries: list[dict], index: Path) -> None:
@@ -171,7 +181,7 @@ def _print_summary(entries: list[dict], index: Path) -> None:
 
 # ----------------------------------------------------------------------------------- run
 def _record_failure(name: str, entry: dict, error: dict, out_nb: Path, out_html: Path, reports_dir: Path,
-                    previous_results, render: bool) -> None:
+                    previous_results, render: bool, folder: ReportsFolder) -> None:
     """File a failed notebook: partial copy (and HTML if `render`) into failed/, error into `entry`.
 
     The last good reports stay where they are, and the notebook's rows of results.csv are put back
@@ -185,11 +195,11 @@ def _record_failure(name: str, entry: dict, error: dict, out_nb: Path, out_html:
         if render:
             try:
                 export_html(out_nb, out_html)
-                _replace(out_html, failed_dir / f"{name}.html")
+                _replace(out_html, failed_dir / f"{name}.html", folder)
                 entry["html"] = f"{FAILED_DIR}/{name}.html"
             except Exception as html_exc:  # noqa: BLE001
                 print(f"(could not render the partial notebook of {name}: {html_exc})", file=sys.stderr)
-        _replace(out_nb, failed_dir / f"{name}.ipynb")
+        _replace(out_nb, failed_dir / f"{name}.ipynb", folder)
         entry["ipynb"] = f"{FAILED_DIR}/{name}.ipynb"
     if (reports_dir / f"{name}.html").is_file():
         entry["previous_html"] = f"{name}.html"
@@ -203,6 +213,7 @@ def run_notebook(
     params_file: Path,
     kernel: str,
     entry: dict,
+    folder: ReportsFolder,
 ) -> bool:
     """Execute one notebook and place its reports; fills `entry` in place. True when it ran through."""
     import papermill
@@ -233,7 +244,7 @@ def run_notebook(
         except Exception as exc:  # noqa: BLE001 - any failure of the notebook stops the run
             entry["wall_s"] = round(time.monotonic() - start, 3)
             _record_failure(name, entry, _failure_details(exc, out_nb), out_nb, out_html, reports_dir,
-                            previous_results, render=True)
+                            previous_results, render=True, folder=folder)
             return False
         except BaseException:  # KeyboardInterrupt: record it, then let it end the run
             entry["wall_s"] = round(time.monotonic() - start, 3)
@@ -246,13 +257,14 @@ def run_notebook(
         except Exception as exc:  # noqa: BLE001 - the notebook ran, but it has no report: a failure
             entry["wall_s"] = round(time.monotonic() - start, 3)
             error = {"cell": None, "ename": type(exc).__name__, "evalue": f"HTML export failed: {exc}"}
-            _record_failure(name, entry, error, out_nb, out_html, reports_dir, previous_results, render=False)
+            _record_failure(name, entry, error, out_nb, out_html, reports_dir, previous_results, render=False,
+                            folder=folder)
             return False
         entry["wall_s"] = round(time.monotonic() - start, 3)
         entry["finished"] = utc_now()
         # Only now, with both files complete, replace the previous run's copies.
-        _replace(out_nb, reports_dir / f"{name}.ipynb")
-        _replace(out_html, reports_dir / f"{name}.html")
+        _replace(out_nb, reports_dir / f"{name}.ipynb", folder)
+        _replace(out_html, reports_dir / f"{name}.html", folder)
     for stale in (failed_dir / f"{name}.ipynb", failed_dir / f"{name}.html"):
         stale.unlink(missing_ok=True)
     if failed_dir.is_dir() and not any(failed_dir.iterdir()):
@@ -294,6 +306,13 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
         return 2
 
     reports_dir = reports_path(args.reports)
+    try:  # nothing is written where a file of the user's would be overwritten
+        folder = ReportsFolder(reports_dir)
+        folder.check(planned_files(names))
+    except ForeignFilesError as exc:
+        print(f"serlib.study: error: {exc}", file=sys.stderr)
+        return 2
+    folder.claim(RUN_FILE, INDEX_FILE)
     run = run_metadata(str(profile["profile"]))
     run.update(
         params_file=str(params_file),
@@ -304,8 +323,19 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
         finished=None,
         notebooks=[{"name": n, "status": "pending", "wall_s": None, "error": None} for n in names],
     )
-    save_run(reports_dir, run)
-    index = write_index(reports_dir, run)
+
+    def publish() -> Path:
+        """run.json and index.html as the run stands (results.csv, written by notebooks, is serlib's too)."""
+        if (reports_dir / RESULTS_FILE).exists():
+            folder.claim(RESULTS_FILE)
+        save_run(reports_dir, run)
+        return write_index(reports_dir, run)
+
+    def stop_on_sigterm(signum, frame):  # a SIGTERM ends the run as Ctrl-C does: recorded, never left "running"
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    index = publish()
     print(f"profile {run['profile']} ({params_file}): {len(names)} notebook(s) -> {reports_dir}", file=sys.stderr)
 
     status = 0
@@ -314,26 +344,14 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
             name = entry["name"]
             print(f"[{i}/{len(names)}] {name}", file=sys.stderr, flush=True)
             entry.update(status="running", started=utc_now())
-            save_run(reports_dir, run)
-            write_index(reports_dir, run)
-            ok = run_notebook(name, nb_dir, reports_dir, params_file, args.kernel, entry)
+            publish()
+            ok = run_notebook(name, nb_dir, reports_dir, params_file, args.kernel, entry, folder)
             if not ok:
-                err = entry["error"]
-                where = f" in cell {err['cell']}" if err.get("cell") is not None else " outside any cell"
-                print(f"notebook {name} failed{where} ({err['ename']}: {err['evalue']})", file=sys.stderr)
-                if err.get("source_line"):
-                    print(
-                        f"  (In [{err.get('execution_count')}] of {nb_dir / (name + '.ipynb')}, "
-                        f"cells counted from 1, markdown included: {err['source_line']})",
-                        file=sys.stderr,
-                    )
-                if entry.get("ipynb"):
-                    print(f"  partial notebook: {reports_dir / entry['ipynb']}", file=sys.stderr)
+                _report_failure(entry, name, nb_dir, reports_dir)
                 for later in run["notebooks"][i:]:
                     later["status"] = "skipped"
                 status = 1
-            save_run(reports_dir, run)
-            index = write_index(reports_dir, run)
+            index = publish()
             if not ok:
                 break
     except KeyboardInterrupt:
@@ -341,15 +359,30 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
             if entry["status"] in ("pending", "running"):
                 entry["status"] = "skipped" if entry["status"] == "pending" else "interrupted"
         run.update(status="interrupted", finished=utc_now())
-        save_run(reports_dir, run)
-        index = write_index(reports_dir, run)
+        index = publish()
         print("serlib.study: interrupted", file=sys.stderr)
         _print_summary(run["notebooks"], index)
         return 130
+    except BaseException as exc:  # a fault of the runner itself: run.json says so before it propagates
+        run.update(status="failed", finished=utc_now(), error={"ename": type(exc).__name__, "evalue": str(exc)})
+        publish()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
     run.update(status="ok" if status == 0 else "failed", finished=utc_now())
-    save_run(reports_dir, run)
-    index = write_index(reports_dir, run)
+    index = publish()
     _print_summary(run["notebooks"], index)
     return status
 
+
+def _report_failure(entry: dict, name: str, nb_dir: Path, reports_dir: Path) -> None:
+    """Where and why a notebook failed, on stderr."""
+    err = entry["error"]
+    where = f" in cell {err['cell']}" if err.get("cell") is not None else " outside any cell"
+    print(f"notebook {name} failed{where} ({err['ename']}: {err['evalue']})", file=sys.stderr)
+    if err.get("source_line"):
+        print(f"  (In [{err.get('execution_count')}] of {nb_dir / (name + '.ipynb')}, cells counted from 1, "
+              f"markdown included: {err['source_line']})", file=sys.stderr)
+    if entry.get("ipynb"):
+        print(f"  partial notebook: {reports_dir / entry['ipynb']}", file=sys.stderr)

@@ -96,7 +96,7 @@ CORPUS = {
     "loader": Choice(tuple(LOADERS)), "selection": Opt(nullable(Choice(("all", *SELECTIONS)))),
     "classes": Opt(nullable(ListOf(STR))),
     "protocols": MapOf(PROTOCOL), "path": Opt(STR), "root": Opt(STR), "corpus": Opt(STR),
-    "label_map": Opt(MapOf(STR)),
+    "label_map": Opt(MapOf(STR)), "encoding": Opt(STR),
 }
 COMMON = {
     "seed": INT, "device": Choice(("auto", "cpu", "cuda", "mps")),

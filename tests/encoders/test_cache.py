@@ -8,7 +8,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from serlib.encoders.cache import FeatureCache
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from serlib.data.audio import AudioError
+from serlib.encoders.cache import FeatureCache, tensor_sha1
 from tests.whisper_fixtures import save_tiny_whisper
 
 
@@ -68,14 +72,33 @@ def test_changed_audio_makes_its_entry_stale(setup):
     assert np.array_equal(before[0], after[0]) and not np.allclose(before[1], after[1])
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncate"])
+def _garble_tensor_bytes(data: bytes) -> bytes:
+    """Header and shapes intact, every byte of the tensors' data region after the first 16 reversed."""
+    start = 8 + int.from_bytes(data[:8], "little")
+    return data[: start + 16] + data[start + 16:][::-1]
+
+
+def _nan_with_valid_digests(entry) -> bytes:
+    """An entry whose digests match, but whose tensors hold NaN (as a faulty build might have written)."""
+    with safe_open(entry, "pt") as fh:
+        meta, hidden, mean = fh.metadata(), fh.get_tensor("hidden").clone(), fh.get_tensor("mean").clone()
+    hidden[0, 0, 0], mean[0, 0] = float("nan"), float("inf")
+    meta.update(hidden_sha1=tensor_sha1(hidden), mean_sha1=tensor_sha1(mean))
+    save_file({"hidden": hidden, "mean": mean}, entry, metadata=meta)
+    return entry.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "tensor bytes", "nan"])
 def test_corrupt_entry_is_detected_and_rebuilt(setup, damage):
     cache, manifest = setup
     cache.ensure(manifest, progress=False)
     before = cache.pooled(manifest)
     entry = cache.path("toy", "u2")
     data = entry.read_bytes()
-    entry.write_bytes(b"not a safetensors file" if damage == "garbage" else data[: len(data) // 2])
+    damaged = {"garbage": lambda: b"not a safetensors file", "truncate": lambda: data[: len(data) // 2],
+               "tensor bytes": lambda: _garble_tensor_bytes(data), "nan": lambda: _nan_with_valid_digests(entry)}
+    entry.write_bytes(damaged[damage]())
+    assert entry.read_bytes() != data
     report = cache.ensure(manifest, progress=False)
     assert report.corrupt == ["u2"] and report.built == 1
     np.testing.assert_allclose(cache.pooled(manifest), before, rtol=1e-5, atol=1e-5)
@@ -85,3 +108,13 @@ def test_utterance_ids_cannot_escape_the_cache(setup):
     cache, _ = setup
     with pytest.raises(ValueError, match="leaves its root"):
         cache.path("toy", "../../outside")
+
+
+def test_a_clip_longer_than_whisper_window_is_refused_not_cut(setup, tmp_path):
+    cache, manifest = setup
+    long = tmp_path / "audio" / "long.wav"
+    _write(long, 7, seconds=31.0)
+    rows = pd.concat([manifest, pd.DataFrame([{"utt_id": "long", "corpus": "toy", "path": str(long)}])])
+    with pytest.raises(AudioError, match="long.wav.*31.0 s > 30 s") as err:
+        cache.ensure(rows.reset_index(drop=True), progress=False)
+    assert err.value.reason == "too_long" and not cache.path("toy", "long").exists()

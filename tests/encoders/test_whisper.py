@@ -197,3 +197,15 @@ def test_real_length_base_states_match_single_and_batched(ravdess_root):
             n = int(mask[i].sum())
             scale = alone.abs().max()
             assert (batch[i, :, :n] - alone[0]).abs().max() / scale < 1e-4
+
+
+def test_log_mel_refuses_audio_beyond_the_window_instead_of_cutting_it():
+    from transformers import WhisperFeatureExtractor
+
+    from serlib.encoders.encoding import HOP, SAMPLE_RATE, log_mel
+
+    fe = WhisperFeatureExtractor(feature_size=80)
+    noise = np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE).astype(np.float32) * 0.1
+    assert log_mel(fe, noise).shape == (80, 30 * SAMPLE_RATE // HOP)  # the full window is kept whole
+    with pytest.raises(ValueError, match="31.0 s of audio exceed Whisper's 30-s window; it is not cut"):
+        log_mel(fe, np.concatenate([noise, noise[:SAMPLE_RATE]]))

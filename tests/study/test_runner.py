@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import pandas as pd
 import pytest
 
 import serlib.study.report as report
-from serlib.evaluation.results import record_results
+from serlib.evaluation.reports_folder import MANIFEST, ForeignFilesError, ReportsFolder, made_by_serlib
+from serlib.evaluation.results import RESULT_COLUMNS, record_results
 from serlib.study.report import headline_table, run_metadata, write_index
 from serlib.study.runner import StudyError, main, select_notebooks
 
@@ -142,6 +145,7 @@ def test_failing_notebook_stops_the_run(tmp_path, capsys):
     reports.mkdir()
     (reports / "second.html").write_text("previous good report")
     (reports / "second.ipynb").write_text("{}")
+    ReportsFolder(reports).claim("second.html", "second.ipynb")  # as the previous run would have
 
     code, out, err = run(["--params", profile, "--reports", reports], nbs, capsys)
 
@@ -190,6 +194,83 @@ def test_a_failed_run_leaves_the_last_good_results(tmp_path, capsys):
     assert code == 1 and "after recording" in err
     results = pd.read_csv(reports / "results.csv").set_index("notebook")["value"].to_dict()
     assert results == {"other": 0.5, "second": 0.9}
+
+
+# ----------------------------------------------------------------------------------- the user's files
+def _digests(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("name", ["index.html", "run.json", "results.csv", "nb_zero.html"])
+def test_a_file_of_the_users_is_never_overwritten(tmp_path, capsys, name):
+    make_notebook(tmp_path / "nbs" / "nb_zero.ipynb", f"open({str(tmp_path / 'ran')!r}, 'w').write('yes')")
+    profile = write_profile(tmp_path / "p.yaml", ["nb_zero"])
+    reports = tmp_path / "mine"
+    reports.mkdir()
+    (reports / name).write_text("my own notes, not serlib's\n", encoding="utf-8")
+    (reports / "other.txt").write_text("untouched\n", encoding="utf-8")
+    before = _digests(reports)
+
+    code, _, err = run(["--params", profile, "--reports", reports], tmp_path / "nbs", capsys)
+
+    assert code == 2 and name in err and "did not make" in err
+    assert _digests(reports) == before  # nothing written, not even the manifest
+    assert not (tmp_path / "ran").exists()
+
+
+def test_record_results_refuses_a_results_csv_it_did_not_write(tmp_path):
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    row = dict(corpus="c", protocol="p", model="m", method="x", fold="pooled", metric="UA", value=0.1)
+    with pytest.raises(ForeignFilesError, match="results.csv"):
+        record_results([row], "nb", tmp_path)
+    assert (tmp_path / "results.csv").read_text(encoding="utf-8") == "a,b\n1,2\n"
+    assert not (tmp_path / MANIFEST).exists()
+
+
+def test_reports_from_before_the_manifest_are_taken_over(tmp_path, capsys, good_run):
+    _, _, _, old = good_run
+    assert made_by_serlib(old / "results.csv") and made_by_serlib(old / "run.json")
+    assert made_by_serlib(old / "index.html") and made_by_serlib(old / "nb_one.html")
+    assert (old / "results.csv").read_text().splitlines()[0] == ",".join(RESULT_COLUMNS)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for name in ("results.csv", "run.json", "index.html", "nb_one.ipynb", "nb_one.html"):
+        (reports / name).write_bytes((old / name).read_bytes())
+    assert ReportsFolder(reports).foreign(["results.csv", "run.json", "index.html", "nb_one.html"]) == []
+    make_notebook(tmp_path / "nbs" / "nb_one.ipynb", "x = 1")
+    profile = write_profile(tmp_path / "p.yaml", ["nb_one"])
+    code, _, err = run(["--params", profile, "--reports", reports], tmp_path / "nbs", capsys)
+    assert code == 0, err
+    assert "nb_one.html" in ReportsFolder(reports).owned
+
+
+def test_sigterm_ends_the_run_as_interrupted(tmp_path, capsys):
+    kill = f"import os, signal, time\nos.kill({os.getpid()}, signal.SIGTERM)\ntime.sleep(60)"
+    make_notebook(tmp_path / "nbs" / "first.ipynb", kill)
+    make_notebook(tmp_path / "nbs" / "second.ipynb", "x = 1")
+    profile = write_profile(tmp_path / "p.yaml", ["first", "second"])
+    reports = tmp_path / "reports"
+    code, _, err = run(["--params", profile, "--reports", reports], tmp_path / "nbs", capsys)
+    state = json.loads((reports / "run.json").read_text())
+    assert code == 130 and "interrupted" in err
+    assert state["status"] == "interrupted" and state["finished"]
+    assert [e["status"] for e in state["notebooks"]] == ["interrupted", "skipped"]
+
+
+def test_a_fault_of_the_runner_is_recorded(tmp_path, capsys, monkeypatch):
+    import serlib.study.runner as runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(runner, "run_notebook", broken)
+    make_notebook(tmp_path / "nbs" / "first.ipynb", "x = 1")
+    profile = write_profile(tmp_path / "p.yaml", ["first"])
+    reports = tmp_path / "reports"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        main(["--params", str(profile), "--reports", str(reports)], notebooks_dir=tmp_path / "nbs")
+    state = json.loads((reports / "run.json").read_text())
+    assert state["status"] == "failed" and state["error"]["evalue"] == "disk on fire"
 
 
 # ----------------------------------------------------------------------------------- selection
