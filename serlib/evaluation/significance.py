@@ -46,9 +46,9 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, classes: Sequence[str], s
 
     `a` and `b` are two systems' predictions (columns fold, utt_id, speaker, y_true, y_pred) of the
     same test utterances, paired by (fold, utt_id). Speakers are resampled within each value of
-    `strata` (folds with disjoint test speakers), or across everything with `strata=None` (runs that
-    share their test speakers, e.g. the seeds of a cross-corpus run: each draw of a speaker then
-    takes its utterances of every seed). Returns delta_UA, low, high (fractions), the level, the
+    `strata` (a column of `a`: folds with disjoint test speakers, or the directions of a cross-corpus
+    study), or across everything with `strata=None` (runs that share their test speakers, e.g. the
+    seeds of a cross-corpus run: each draw of a speaker then takes its utterances of every seed). Returns delta_UA, low, high (fractions), the level, the
     number of resamples and of test speakers, and a verdict: "a better", "b better" or "no
     difference shown" (the interval includes 0).
     """
@@ -59,7 +59,8 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, classes: Sequence[str], s
             raise ValueError(f"predictions of {name} lack {missing}")
         if rows[key].duplicated().any():
             raise ValueError(f"predictions of {name} repeat utterances within a fold")
-    pair = a[[*key, "speaker", "y_true", "y_pred"]].merge(b[[*key, "y_true", "y_pred"]], on=key, how="outer",
+    extra = [strata] if strata is not None and strata not in key else []
+    pair = a[[*key, *extra, "speaker", "y_true", "y_pred"]].merge(b[[*key, "y_true", "y_pred"]], on=key, how="outer",
                                                             suffixes=("_a", "_b"), indicator=True)
     unpaired = pair[pair["_merge"] != "both"]
     if len(unpaired) or (pair["y_true_a"] != pair["y_true_b"]).any():
@@ -121,17 +122,43 @@ def describe(row) -> str:
             f"({100 * row['level']:.0f} % CI)")
 
 
-def converged(runs: pd.DataFrame, by: Sequence[str] = ("corpus", "protocol", "model", "method")) -> pd.Series:
-    """Per group of run records: True when every run ended by early stopping or a perfect score, or
-    had stopped improving before its step budget ran out (its best validation before its last step).
+STOPPED_BY_VALIDATION = ("early_stop", "perfect_score")
+RUN_KEYS = ("corpus", "protocol", "model", "method")
+
+
+def run_status(runs: pd.DataFrame) -> pd.DataFrame:
+    """Run records with two columns added: `stopped_early` (early stopping or a perfect validation
+    score ended the run, not its step budget) and `converged` (that, or its best validation came
+    before its last step: it had stopped improving when the budget ran out).
 
     A run that hit its budget with its best validation score at the last check was still improving:
     a comparison involving it says something about the budget, not only about the method.
     """
-    by = [c for c in by if c in runs.columns]
-    ended = runs["stop_reason"].isin(["early_stop", "perfect_score"])
+    stopped = runs["stop_reason"].isin(STOPPED_BY_VALIDATION)
     settled = runs["best_step"].notna() & (runs["best_step"] < runs["steps"])
-    return (ended | settled).groupby([runs[c] for c in by], sort=False).all()
+    return runs.assign(stopped_early=stopped, converged=stopped | settled)
+
+
+def converged(runs: pd.DataFrame, by: Sequence[str] = RUN_KEYS) -> pd.Series:
+    """Per group of run records: True when every run converged (see `run_status`)."""
+    by = [c for c in by if c in runs.columns]
+    return run_status(runs).groupby([runs[c] for c in by], sort=False)["converged"].all()
+
+
+def run_rows(runs: pd.DataFrame, by: Sequence[str] = RUN_KEYS) -> pd.DataFrame:
+    """How the validated runs ended, as results.csv rows (fold "pooled") per group of `by`: metrics
+    `runs`, `runs_stopped_early` and `runs_converged` (counts). Runs without a validation score
+    (scikit-learn fits, zero-shot decoding, Emo-DNA's fixed budget) have nothing to stop by and are
+    left out. The study's index adds them up into the share of runs that early stopping ended."""
+    validated = runs[pd.to_numeric(runs["valid_score"], errors="coerce").notna()] if "valid_score" in runs else runs
+    by = [c for c in by if c in runs.columns]
+    if validated.empty:
+        return pd.DataFrame(columns=[*by, "fold", "metric", "value"])
+    status = run_status(validated)
+    counts = status.groupby(by, sort=False).agg(runs=("stop_reason", "size"), runs_stopped_early=("stopped_early", "sum"),
+                                                runs_converged=("converged", "sum")).reset_index()
+    long = counts.melt(id_vars=by, var_name="metric", value_name="value")
+    return long.assign(fold="pooled", value=long["value"].astype(float))[[*by, "fold", "metric", "value"]]
 
 
 def judge(comparisons: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:

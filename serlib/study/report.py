@@ -353,6 +353,32 @@ def _headlines(results: pd.DataFrame, run_names: list[str]) -> str:
     return "".join(parts)
 
 
+def training_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """Per notebook, how its validated training runs ended (the `runs*` rows that `run_rows` records):
+    runs, stopped by early stopping or a perfect score, converged, and the share stopped early; a
+    last row "all" over the study."""
+    rows = results[results["metric"].isin(["runs", "runs_stopped_early", "runs_converged"])]
+    if rows.empty:
+        return pd.DataFrame()
+    table = rows.pivot_table(index="notebook", columns="metric", values="value", aggfunc="sum", sort=False)
+    table = table.reindex(columns=["runs", "runs_stopped_early", "runs_converged"], fill_value=0)
+    table.loc["all"] = table.sum()
+    table["stopped early %"] = 100 * table["runs_stopped_early"] / table["runs"]
+    return table.astype({"runs": int, "runs_stopped_early": int, "runs_converged": int})
+
+
+def _training_runs_html(results: pd.DataFrame) -> str:
+    table = training_runs(results)
+    if table.empty:
+        return ""
+    text = table.reset_index().rename(columns={"runs_stopped_early": "stopped early", "runs_converged": "converged"})
+    text["stopped early %"] = text["stopped early %"].map(lambda v: f"{v:.0f}")
+    note = ('<p class="note">Runs with a validation set: how many early stopping (or a perfect validation score) '
+            "ended, not the step budget; <em>converged</em> also counts runs whose best validation came before "
+            "their last step. A comparison involving an unconverged run is reported as inconclusive.</p>")
+    return "<h2>Training runs</h2>" + note + _frame_html(text.astype(str), set(text.columns) - {"notebook"})
+
+
 def _earlier_reports(root: Path, run_names: list[str]) -> str:
     others = sorted(
         p.name for p in root.glob("*.html") if p.name != INDEX_FILE and p.stem not in run_names
@@ -373,7 +399,7 @@ def write_index(reports_dir=None, run: dict | None = None) -> Path:
     title = f"serlib study — {run.get('profile') or 'no run yet'}"
     try:
         results = load_results(root)
-        headlines = _headlines(results, run_names)
+        headlines = _headlines(results, run_names) + _training_runs_html(results)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         headlines = f'<pre class="err">results.csv could not be read: {_e(exc)}</pre>'
     page = f"""<!DOCTYPE html>

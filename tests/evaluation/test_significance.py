@@ -80,6 +80,20 @@ def test_runs_that_share_their_speakers_resample_each_speaker_once():
     assert per_seed["speakers"] == 24  # strata by seed would count each speaker three times
 
 
+def test_directions_are_strata_even_when_they_share_target_speakers():
+    """Two cross-corpus directions onto one target: its speakers are one unit per direction, seeds shared."""
+    def directions(method, right):
+        one = system(method, right, folds=1)
+        return pd.concat([one.assign(direction=d, fold=f"{d}/seed {s}") for d in ("x->t", "y->t") for s in range(2)],
+                         ignore_index=True)
+
+    out = paired_bootstrap(directions("a", lambda i: True), directions("b", lambda i: i % 3 == 0), CLASSES,
+                           strata="direction")
+    assert out["speakers"] == 16 and out["verdict"] == "a better"
+    with pytest.raises(KeyError):
+        paired_bootstrap(directions("a", lambda i: True), directions("b", lambda i: True), CLASSES, strata="missing")
+
+
 def test_a_run_still_improving_at_its_budget_makes_the_finding_inconclusive():
     from serlib.evaluation.significance import converged, judge
 
@@ -97,3 +111,25 @@ def test_a_run_still_improving_at_its_budget_makes_the_finding_inconclusive():
     found = judge(compare(table, CLASSES, [("good", "bad"), ("good", "flat")], resamples=100), runs)
     assert found["finding"].tolist() == ["inconclusive: a run had not converged", "supported"]
     assert found["converged"].tolist() == [False, True]
+
+
+def test_run_rows_count_how_validated_runs_ended():
+    from serlib.evaluation.significance import run_rows, run_status
+
+    keys = {"corpus": "toy", "protocol": "p", "model": "m"}
+    runs = pd.DataFrame([
+        {**keys, "method": "a", "fold": "f0", "steps": 80, "best_step": 40, "stop_reason": "early_stop", "valid_score": 0.8},
+        {**keys, "method": "a", "fold": "f1", "steps": 100, "best_step": 100, "stop_reason": "step_budget", "valid_score": 0.7},
+        {**keys, "method": "a", "fold": "f2", "steps": 100, "best_step": 60, "stop_reason": "step_budget", "valid_score": 0.7},
+        {**keys, "method": "b", "fold": "f0", "steps": 20, "best_step": 20, "stop_reason": "perfect_score", "valid_score": 1.0},
+        {**keys, "method": "lr", "fold": "f0", "steps": 0, "best_step": None, "stop_reason": "not trained",
+         "valid_score": float("nan")},  # nothing to stop by: not counted
+    ])
+    status = run_status(runs)
+    assert status["stopped_early"].tolist() == [True, False, False, True, False]
+    assert status["converged"].tolist() == [True, False, True, True, False]
+    rows = run_rows(runs).set_index(["method", "metric"])["value"]
+    assert rows[("a", "runs")] == 3 and rows[("a", "runs_stopped_early")] == 1 and rows[("a", "runs_converged")] == 2
+    assert rows[("b", "runs_stopped_early")] == 1 and "lr" not in rows.index.get_level_values("method")
+    assert set(run_rows(runs)["fold"]) == {"pooled"}
+    assert run_rows(runs[runs.method == "lr"]).empty

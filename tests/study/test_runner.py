@@ -14,7 +14,7 @@ import pytest
 
 import serlib.study.report as report
 from serlib.evaluation.reports_folder import MANIFEST, ForeignFilesError, ReportsFolder, made_by_serlib
-from serlib.evaluation.results import RESULT_COLUMNS, record_results
+from serlib.evaluation.results import RESULT_COLUMNS, load_results, record_results
 from serlib.study.report import headline_table, run_metadata, write_index
 from serlib.study.runner import StudyError, main, select_notebooks
 
@@ -342,6 +342,20 @@ def test_index_without_run_and_escaping(tmp_path):
     )
     page = write_index(tmp_path).read_text(encoding="utf-8")  # no run.json yet
     assert "&lt;x&gt;" in page and "m&amp;m" in page and "recorded by an earlier run" in page
+
+
+def test_index_adds_up_how_training_runs_ended(tmp_path):
+    def counts(method, runs, early, done):
+        return [dict(corpus="c", protocol="p", model="m", method=method, fold="pooled", metric=k, value=v)
+                for k, v in (("runs", runs), ("runs_stopped_early", early), ("runs_converged", done))]
+
+    record_results(counts("x", 4, 3, 4) + counts("y", 2, 0, 1), "nb1", tmp_path)
+    record_results(counts("z", 4, 4, 4), "nb2", tmp_path)
+    table = report.training_runs(load_results(tmp_path))
+    assert table.loc["nb1", "runs"] == 6 and table.loc["nb1", "runs_stopped_early"] == 3
+    assert table.loc["all", "runs"] == 10 and table.loc["all", "stopped early %"] == 70
+    page = write_index(tmp_path).read_text(encoding="utf-8")
+    assert "Training runs" in page and ">70<" in page
 
 
 def test_run_metadata_fields(monkeypatch):
