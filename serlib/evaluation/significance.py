@@ -48,9 +48,9 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, classes: Sequence[str], s
     same test utterances, paired by (fold, utt_id). Speakers are resampled within each value of
     `strata` (a column of `a`: folds with disjoint test speakers, or the directions of a cross-corpus
     study), or across everything with `strata=None` (runs that share their test speakers, e.g. the
-    seeds of a cross-corpus run: each draw of a speaker then takes its utterances of every seed). Returns delta_UA, low, high (fractions), the level, the
-    number of resamples and of test speakers, and a verdict: "a better", "b better" or "no
-    difference shown" (the interval includes 0).
+    seeds of a cross-corpus run: each draw of a speaker then takes its utterances of every seed).
+    Returns delta_UA, low, high (fractions), the level, the number of resamples and of test
+    speakers, and a verdict: "a better", "b better" or "no difference shown" (the interval includes 0).
     """
     key = ["fold", "utt_id"]
     for name, rows in (("a", a), ("b", b)):
@@ -60,8 +60,8 @@ def paired_bootstrap(a: pd.DataFrame, b: pd.DataFrame, classes: Sequence[str], s
         if rows[key].duplicated().any():
             raise ValueError(f"predictions of {name} repeat utterances within a fold")
     extra = [strata] if strata is not None and strata not in key else []
-    pair = a[[*key, *extra, "speaker", "y_true", "y_pred"]].merge(b[[*key, "y_true", "y_pred"]], on=key, how="outer",
-                                                            suffixes=("_a", "_b"), indicator=True)
+    pair = a[[*key, *extra, "speaker", "y_true", "y_pred"]].merge(b[[*key, "y_true", "y_pred"]], on=key,
+                                                                    how="outer", suffixes=("_a", "_b"), indicator=True)
     unpaired = pair[pair["_merge"] != "both"]
     if len(unpaired) or (pair["y_true_a"] != pair["y_true_b"]).any():
         raise ValueError(f"the two systems were not scored on the same utterances ({len(unpaired)} unpaired, e.g. "
