@@ -178,6 +178,8 @@ def format_value(metric: str, value) -> str:
     value = float(value)
     if metric in PERCENT_METRICS:
         return f"{100 * value:.1f}%"
+    if metric.startswith("delta_"):  # a paired difference of rates and its interval bounds, in points
+        return f"{100 * value:+.1f} pt"
     if value.is_integer() and abs(value) < 1e15:  # counts: utterances, speakers, n, parameters
         return f"{int(value):,}"
     return f"{value:.4g}"

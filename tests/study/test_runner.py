@@ -344,6 +344,12 @@ def test_index_without_run_and_escaping(tmp_path):
     assert "&lt;x&gt;" in page and "m&amp;m" in page and "recorded by an earlier run" in page
 
 
+def test_paired_differences_read_as_signed_points():
+    assert report.format_value("delta_UA", -0.1016) == "-10.2 pt"
+    assert report.format_value("delta_UA_ci_high", 0.0625) == "+6.2 pt"
+    assert report.format_value("UA", 0.5) == "50.0%" and report.format_value("runs", 3.0) == "3"
+
+
 def test_index_adds_up_how_training_runs_ended(tmp_path):
     def counts(method, runs, early, done):
         return [dict(corpus="c", protocol="p", model="m", method=method, fold="pooled", metric=k, value=v)
