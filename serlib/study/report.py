@@ -188,7 +188,8 @@ def format_value(metric: str, value) -> str:
 def _metric_order(metrics) -> list[str]:
     present = list(dict.fromkeys(metrics))
     first = [m for m in PERCENT_METRICS if m in present]
-    return first + sorted(m for m in present if m not in PERCENT_METRICS)
+    low_first = lambda m: m.replace("_ci_low", "_ci_0").replace("_ci_high", "_ci_1")  # noqa: E731  delta, low, high
+    return first + sorted((m for m in present if m not in PERCENT_METRICS), key=low_first)
 
 
 def headline_fold(results: pd.DataFrame, notebook: str) -> str | None:
