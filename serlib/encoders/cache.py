@@ -6,7 +6,9 @@ Layout: `<cache>/features/<model>/<corpus>/<utt_id>.safetensors` holding
 metadata (model, sha1 of the audio file, sha1 of each tensor's bytes, format version). An entry whose
 audio hash, model or format differs is stale; one that safetensors cannot open, whose shapes
 disagree, whose tensor bytes do not match their digests, or that holds NaN or inf, is corrupt; both
-are rebuilt and counted. An encoder that produces NaN or inf is an error naming the audio file. Notebooks share the cache, so the encoder runs once per corpus for the whole study.
+are rebuilt and counted. An encoder that produces NaN or inf (or values beyond float16) is an error
+naming the audio file. Notebooks share the cache, so the encoder runs once per corpus for the whole
+study.
 """
 
 from __future__ import annotations
@@ -152,19 +154,19 @@ class FeatureCache:
                 row, sha1 = todo[i]
                 n = int(mask[j].sum())
                 hidden = states[j, :, :n].float().cpu()
-                if not torch.isfinite(hidden).all():
-                    raise FloatingPointError(f"{self.model_name} gave NaN or inf hidden states for {row.path} "
-                                             f"(device {self.device}); nothing was cached for it")
-                self._write(self.path(row.corpus, row.utt_id), hidden, sha1)
+                stored = hidden.half()  # NaN or inf from the encoder stays so in float16, and so does overflow
+                if not torch.isfinite(stored).all():
+                    raise FloatingPointError(f"{self.model_name} gave NaN, inf or beyond-float16 hidden states for "
+                                             f"{row.path} (device {self.device}); nothing was cached for it")
+                self._write(self.path(row.corpus, row.utt_id), stored, hidden.mean(dim=1), sha1)
             bar.update(len(batch))
         bar.close()
 
-    def _write(self, path: Path, hidden: torch.Tensor, sha1: str) -> None:
+    def _write(self, path: Path, hidden: torch.Tensor, mean: torch.Tensor, sha1: str) -> None:
+        """One entry: `hidden` float16 [layers, frames, dim], `mean` float32 [layers, dim] (`_build` checked both)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tensors = {"hidden": hidden.half().contiguous(), "mean": hidden.mean(dim=1).contiguous()}
-        if not torch.isfinite(tensors["hidden"]).all():  # finite in float32 but beyond float16's range
-            raise FloatingPointError(f"hidden states of {path.stem} overflow float16; nothing was cached for it")
+        tensors = {"hidden": hidden.contiguous(), "mean": mean.contiguous()}
         digests = {f"{k}_sha1": tensor_sha1(v) for k, v in tensors.items()}
         save_file(tensors, tmp, metadata={"format": FORMAT, "model": self.model_name, "audio_sha1": sha1, **digests})
         os.replace(tmp, path)  # a killed run never leaves a half-written entry under the real name

@@ -118,3 +118,20 @@ def test_a_clip_longer_than_whisper_window_is_refused_not_cut(setup, tmp_path):
     with pytest.raises(AudioError, match="long.wav.*31.0 s > 30 s") as err:
         cache.ensure(rows.reset_index(drop=True), progress=False)
     assert err.value.reason == "too_long" and not cache.path("toy", "long").exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1e6])  # NaN from the encoder; finite but beyond float16
+def test_non_finite_states_are_an_error_naming_the_audio_and_nothing_is_cached(setup, monkeypatch, bad):
+    import serlib.encoders.cache as cache_module
+
+    cache, manifest = setup
+    real = cache_module.encode_batch
+
+    def broken(encoder, mels):
+        states, mask = real(encoder, mels)
+        return states.index_fill(-1, torch.tensor([0]), bad), mask
+
+    monkeypatch.setattr(cache_module, "encode_batch", broken)
+    with pytest.raises(FloatingPointError, match=r"u\d\.wav"):
+        cache.ensure(manifest, progress=False)
+    assert not any(cache.path("toy", u).exists() for u in manifest["utt_id"])
