@@ -28,13 +28,17 @@ class ReportsFolder:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.path = self.root / MANIFEST
-        self.owned: set[str] = set()
-        if self.path.is_file():
-            try:
-                self.owned = set(json.loads(self.path.read_text(encoding="utf-8"))["files"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ForeignFilesError(f"{self.path} is not serlib's list of its files ({exc}); "
-                                        "remove it or choose another reports folder") from None
+        self.owned: set[str] = self._listed()
+
+    def _listed(self) -> set[str]:
+        """The files the manifest on disk lists (empty when there is none)."""
+        if not self.path.is_file():
+            return set()
+        try:
+            return set(json.loads(self.path.read_text(encoding="utf-8"))["files"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ForeignFilesError(f"{self.path} is not serlib's list of its files ({exc}); "
+                                    "remove it or choose another reports folder") from None
 
     def foreign(self, names: list[str]) -> list[str]:
         """Those of `names` that exist in the folder and were not made by serlib."""
@@ -50,7 +54,10 @@ class ReportsFolder:
                 "overwrite them: move them away or choose another folder with --reports")
 
     def claim(self, *names: str) -> None:
-        """Record `names` as serlib's files (call just before or after writing them)."""
+        """Record `names` as serlib's files (call just before or after writing them). The list on
+        disk is read again first: a notebook's process claims results.csv while the runner holds its
+        own ReportsFolder, and neither may drop the other's entries."""
+        self.owned |= self._listed()
         new = set(names) - self.owned
         if not new:
             return

@@ -306,13 +306,15 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
         return 2
 
     reports_dir = reports_path(args.reports)
+    planned = planned_files(names)
     try:  # nothing is written where a file of the user's would be overwritten
         folder = ReportsFolder(reports_dir)
-        folder.check(planned_files(names))
+        folder.check(planned)
     except ForeignFilesError as exc:
         print(f"serlib.study: error: {exc}", file=sys.stderr)
         return 2
-    folder.claim(RUN_FILE, INDEX_FILE)
+    # serlib's files from before the manifest (check passed them by their content) join it now
+    folder.claim(RUN_FILE, INDEX_FILE, *[n for n in planned if (reports_dir / n).exists()])
     run = run_metadata(str(profile["profile"]))
     run.update(
         params_file=str(params_file),
@@ -325,9 +327,7 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
     )
 
     def publish() -> Path:
-        """run.json and index.html as the run stands (results.csv, written by notebooks, is serlib's too)."""
-        if (reports_dir / RESULTS_FILE).exists():
-            folder.claim(RESULTS_FILE)
+        """run.json and index.html as the run stands."""
         save_run(reports_dir, run)
         return write_index(reports_dir, run)
 

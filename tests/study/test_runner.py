@@ -241,7 +241,16 @@ def test_reports_from_before_the_manifest_are_taken_over(tmp_path, capsys, good_
     profile = write_profile(tmp_path / "p.yaml", ["nb_one"])
     code, _, err = run(["--params", profile, "--reports", reports], tmp_path / "nbs", capsys)
     assert code == 0, err
-    assert "nb_one.html" in ReportsFolder(reports).owned
+    assert {"nb_one.html", "results.csv", "run.json", "index.html"} <= ReportsFolder(reports).owned
+
+
+def test_claims_from_two_processes_are_both_kept(tmp_path):
+    """The runner and a notebook's kernel each hold a ReportsFolder; neither write may drop the other's files."""
+    runner, kernel = ReportsFolder(tmp_path), ReportsFolder(tmp_path)
+    runner.claim("run.json")
+    kernel.claim("results.csv")
+    runner.claim("nb.html")
+    assert ReportsFolder(tmp_path).owned == {"run.json", "results.csv", "nb.html"}
 
 
 def test_sigterm_ends_the_run_as_interrupted(tmp_path, capsys):
