@@ -139,6 +139,14 @@ def run_status(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(stopped_early=stopped, converged=stopped | settled)
 
 
+def validated_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that had a validation score to stop by (not scikit-learn fits, zero-shot decoding or
+    Emo-DNA's fixed budget)."""
+    if "valid_score" not in runs:
+        return runs
+    return runs[pd.to_numeric(runs["valid_score"], errors="coerce").notna()]
+
+
 def converged(runs: pd.DataFrame, by: Sequence[str] = RUN_KEYS) -> pd.Series:
     """Per group of run records: True when every run converged (see `run_status`)."""
     by = [c for c in by if c in runs.columns]
@@ -147,10 +155,9 @@ def converged(runs: pd.DataFrame, by: Sequence[str] = RUN_KEYS) -> pd.Series:
 
 def run_rows(runs: pd.DataFrame, by: Sequence[str] = RUN_KEYS) -> pd.DataFrame:
     """How the validated runs ended, as results.csv rows (fold "pooled") per group of `by`: metrics
-    `runs`, `runs_stopped_early` and `runs_converged` (counts). Runs without a validation score
-    (scikit-learn fits, zero-shot decoding, Emo-DNA's fixed budget) have nothing to stop by and are
-    left out. The study's index adds them up into the share of runs that early stopping ended."""
-    validated = runs[pd.to_numeric(runs["valid_score"], errors="coerce").notna()] if "valid_score" in runs else runs
+    `runs`, `runs_stopped_early` and `runs_converged` (counts) of the `validated_runs`; the others
+    have nothing to stop by. The study's index adds them up into the share of runs that early stopping ended."""
+    validated = validated_runs(runs)
     by = [c for c in by if c in runs.columns]
     if validated.empty:
         return pd.DataFrame(columns=[*by, "fold", "metric", "value"])
@@ -170,7 +177,7 @@ def judge(comparisons: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
     out["finding"] = out["verdict"].map({"a better": "supported", "b better": "not supported",
                                          "no difference shown": "inconclusive: the interval includes 0"})
     if runs is not None and len(runs):
-        validated = runs[runs["valid_score"].notna()] if "valid_score" in runs else runs
+        validated = validated_runs(runs)
         done = converged(validated) if len(validated) else pd.Series(dtype=bool)
         keys = [c for c in ("corpus", "protocol", "model") if c in out.columns and c in runs.columns]
 
