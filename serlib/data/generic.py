@@ -2,9 +2,9 @@
 
 Relative paths are resolved against `root` (default: the CSV's folder) and must stay inside it.
 Missing columns get defaults: utt_id = file stem (the path below the root, '/' as '-', when stems
-repeat across folders), corpus = the argument (a profile passes its
-own name for the corpus), else the CSV's `corpus` column, else the CSV's stem; speaker, gender, text, language, session = "". Without speakers,
-speaker-based folds refuse to run (folds.make_folds says so). Emotions go through `label_map` when
+repeat across folders), corpus = the argument (a profile passes its own name for the corpus), else
+the CSV's `corpus` column, else the CSV's stem; speaker, gender, text, language, session = "".
+Without speakers, speaker-based folds refuse to run (folds.make_folds says so). Emotions go through `label_map` when
 given, else they must already be names of the shared vocabulary (compared lower-cased).
 
 The CSV is read as UTF-8 unless `encoding` says otherwise; errors name the CSV and, for rows, their
