@@ -19,7 +19,7 @@ ifeq ($(origin SERLIB_SPLITS), undefined)
   endif
 endif
 
-.PHONY: study smoke test bench lab venv clean-reports
+.PHONY: study smoke test bench lab screenshots venv clean-reports
 
 study: $(STAMP)
 	$(PY) -m serlib.study --params $(PROFILE)
@@ -32,6 +32,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m serlib.bench
+
+# PNG screenshots of reports/*.html in headless Chromium (reports/screenshots/), to look at the pages.
+screenshots: $(STAMP)
+	$(PY) -m serlib.study.screenshots
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

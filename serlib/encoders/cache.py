@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.std import tqdm
 
 from ..data.audio import load_audio
 from ..paths import cache_root, inside
+from ..progress import progress_bar
 from ..training.allocator import keep_freed_memory
 from .encoding import encode_batch, length_batches, log_mel
 
@@ -146,8 +146,8 @@ class FeatureCache:
         whisper = self.whisper
         encoder = whisper.model.model.encoder
         mels = [log_mel(whisper.feature_extractor, load_audio(row.path)) for row, _ in
-                tqdm(todo, desc=f"log-mel ({self.model_name})", disable=not progress, mininterval=10)]
-        bar = tqdm(total=len(todo), desc=f"encoding ({self.model_name})", disable=not progress, mininterval=10)
+                progress_bar(todo, f"log-mel ({self.model_name})", progress)]
+        bar = progress_bar(len(todo), f"encoding ({self.model_name})", progress)
         for batch in length_batches([m.shape[-1] for m in mels], self.batch_frames):
             states, mask = encode_batch(encoder, [mels[i] for i in batch])
             for j, i in enumerate(batch):

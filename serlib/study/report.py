@@ -2,8 +2,8 @@
 
 The study runner (serlib.study) keeps `run.json` up to date after every notebook and rewrites
 `index.html` from it, so the index always shows how far a run got, even while it is running or
-after it stopped at a failing notebook. The page is one self-contained file (inline CSS, no
-scripts, no external assets).
+after it stopped at a failing notebook. The page is one self-contained file (inline CSS, the
+results browser's inline script and data, no external assets).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pandas as pd
 from .. import __version__
 from ..evaluation.results import atomic_write_text, load_results, reports_path
 from ..paths import PROJECT_ROOT
+from .results_browser import figure_links_html, results_browser_html
 
 RUN_FILE = "run.json"
 INDEX_FILE = "index.html"
@@ -403,8 +404,10 @@ def write_index(reports_dir=None, run: dict | None = None) -> Path:
     try:
         results = load_results(root)
         headlines = _headlines(results, run_names) + _training_runs_html(results)
+        browser = results_browser_html(results)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        headlines = f'<pre class="err">results.csv could not be read: {_e(exc)}</pre>'
+        headlines, browser = f'<pre class="err">results.csv could not be read: {_e(exc)}</pre>', ""
+    figures = figure_links_html(root, run_names)
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -420,8 +423,10 @@ def write_index(reports_dir=None, run: dict | None = None) -> Path:
 {_meta_table(run)}
 <h2>Notebooks</h2>
 {_notebooks_table(entries) if entries else '<p class="note">No notebooks in this run.</p>'}
+{figures}
 <h2>Headline numbers</h2>
 {headlines}
+{browser}
 {_earlier_reports(root, run_names)}
 <footer>Files: {_link(RUN_FILE, RUN_FILE)} · {_link("results.csv", "results.csv")}</footer>
 </body>

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from ..evaluation.results import RESULTS_FILE, load_results, reports_path, restore_results
 from ..paths import PROJECT_ROOT
+from ..progress import progress_to_terminal
+from .notebook_html import export_html
 from .params import load_profile, resolve_profile
 from .report import FAILED_DIR, INDEX_FILE, RUN_FILE, format_seconds, run_metadata, save_run, utc_now, write_index
 from ..evaluation.reports_folder import ForeignFilesError, ReportsFolder
@@ -114,19 +116,6 @@ def check_kernel(kernel: str) -> None:
         raise StudyError(f"no Jupyter kernel named {kernel!r}; known kernels: {', '.join(known)}") from None
 
 
-def export_html(ipynb: Path, html_path: Path) -> Path:
-    """Render an executed notebook to HTML, keeping scripts (plotly figures) as they are."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(ipynb, as_version=4)
-    exporter = HTMLExporter(template_name="lab")
-    exporter.sanitize_html = False  # the default today; plotly's text/html output carries its <script>
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": ipynb.stem}})
-    html_path.write_text(body, encoding="utf-8")
-    return html_path
-
-
 def _failure_details(exc: BaseException, partial: Path) -> dict:
     """Where and why a notebook failed; `cell` is 1-based in the source notebook (markdown counted)."""
     from papermill.exceptions import PapermillExecutionError
@@ -194,7 +183,7 @@ def _record_failure(name: str, entry: dict, error: dict, out_nb: Path, out_html:
     if out_nb.is_file():
         if render:
             try:
-                export_html(out_nb, out_html)
+                export_html(out_nb, out_html)  # no summary: its results may be stale
                 _replace(out_html, failed_dir / f"{name}.html", folder)
                 entry["html"] = f"{FAILED_DIR}/{name}.html"
             except Exception as html_exc:  # noqa: BLE001
@@ -230,17 +219,18 @@ def run_notebook(
         out_html = Path(tmp) / f"{name}.html"
         start = time.monotonic()
         try:
-            papermill.execute_notebook(
-                str(source),
-                str(out_nb),
-                parameters={"params_file": str(params_file), "reports_dir": str(reports_dir)},
-                cwd=str(notebooks_dir),
-                kernel_name=kernel,
-                language="python",
-                log_output=False,
-                progress_bar=True,
-                **engine_kwargs,
-            )
+            with progress_to_terminal():  # bars on the terminal, not in the report (serlib.progress)
+                papermill.execute_notebook(
+                    str(source),
+                    str(out_nb),
+                    parameters={"params_file": str(params_file), "reports_dir": str(reports_dir)},
+                    cwd=str(notebooks_dir),
+                    kernel_name=kernel,
+                    language="python",
+                    log_output=False,
+                    progress_bar=True,
+                    **engine_kwargs,
+                )
         except Exception as exc:  # noqa: BLE001 - any failure of the notebook stops the run
             entry["wall_s"] = round(time.monotonic() - start, 3)
             _record_failure(name, entry, _failure_details(exc, out_nb), out_nb, out_html, reports_dir,
@@ -253,7 +243,7 @@ def run_notebook(
             entry["error"] = {"cell": None, "ename": "KeyboardInterrupt", "evalue": "run interrupted"}
             raise
         try:
-            export_html(out_nb, out_html)
+            export_html(out_nb, out_html, load_results(reports_dir))
         except Exception as exc:  # noqa: BLE001 - the notebook ran, but it has no report: a failure
             entry["wall_s"] = round(time.monotonic() - start, 3)
             error = {"cell": None, "ename": type(exc).__name__, "evalue": f"HTML export failed: {exc}"}

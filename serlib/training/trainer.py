@@ -32,14 +32,13 @@ from typing import Any
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
+from ..progress import progress_bar
 from .allocator import keep_freed_memory
 from .checkpoints import RunStore, cpu_copy, load_trained, trained_state
 from .precision import choose_precision
 from .runtime import accelerator, resolve_device, seed_everything
 
-TQDM_MININTERVAL = 10.0  # seconds between progress-bar refreshes: keeps executed-notebook logs short
 # Why a run stopped (TrainResult.stop_reason).
 STOP_REASONS = ("early_stop", "perfect_score", "step_budget")
 
@@ -269,9 +268,8 @@ def fit(
     start = time.perf_counter() - p["elapsed_s"]
     stream = _batches(loader, generator, cfg.seed, p, acc)
     loss_sum, n_loss = torch.zeros((), device=acc.device), 0
-    bar = tqdm(total=cfg.max_steps, initial=p["step"], desc="train", mininterval=TQDM_MININTERVAL,
-               disable=not cfg.progress or not acc.is_main_process or p["stopped_early"]
-               or p["step"] >= cfg.max_steps, dynamic_ncols=True)
+    bar = progress_bar(cfg.max_steps, "train", cfg.progress and acc.is_main_process and not p["stopped_early"]
+                       and p["step"] < cfg.max_steps, initial=p["step"], dynamic_ncols=True)
     wrapped.train()
     while p["step"] < cfg.max_steps and not p["stopped_early"]:
         _optimizer_step(wrapped, stream, loss_fn, optimizer, params, acc, cfg, loss_sum)

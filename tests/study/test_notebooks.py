@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -65,5 +66,6 @@ def test_smoke_profile_runs_every_notebook(data_root, splits_root, tmp_path, mon
     for name in notebooks:
         html = (reports / f"{name}.html").read_text()
         assert html.count('class="plotly-graph-div"') >= (1 if name != "00_data" else 2), name
+        assert not re.search(r"\d+%\|", html) and "it/s]" not in html, f"{name}: a progress bar in the report"
     for name in ("01_baselines", "02_whisper_er", "03_serial_mtl", "04_phoneme_mtl", "06_layer_analysis"):
         assert "Validation UA" in (reports / f"{name}.html").read_text(), name

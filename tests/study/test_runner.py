@@ -54,10 +54,18 @@ NB_ONE = [
     "reports_dir=reports_dir, params=params, executable=sys.executable, cwd=str(Path.cwd()))))",
     "from serlib.evaluation.results import record_results\n"
     "record_results([dict(corpus='ravdess', protocol='speaker5', model='svm', method='', fold=f, metric=m, value=v)\n"
-    "                for f in ('pooled', 'mean') for m, v in (('UA', 0.5123), ('WA', 0.6), ('n_params', 1234.0))],\n"
-    "               'nb_one', reports_dir)",
+    "                for f in ('pooled', 'mean') for m, v in (('UA', 0.5123), ('WA', 0.6), ('n_params', 1234.0))]\n"
+    "               + [dict(corpus='ravdess', protocol='speaker5', model='svm', method='svm vs chance', fold='pooled',\n"
+    "                       metric=m, value=v) for m, v in (('delta_UA', 0.25), ('delta_UA_ci_low', 0.125),\n"
+    "                                                       ('delta_UA_ci_high', 0.375))], 'nb_one', reports_dir)",
+    "from serlib.progress import progress_bar\nbar = progress_bar(3, 'tiny bar', mininterval=0)\n"
+    "for _ in range(3):\n    bar.update(1)\nbar.close()",
+    "#md ## Findings",
+    "from IPython.display import Markdown, display\n"
+    "display(Markdown('- the claim that svm beats chance is **supported**'))",
 ]
 NB_TWO = [
+    "#md ## Plot",
     "import plotly.express as px, plotly.io as pio\n"
     "pio.renderers.default = 'plotly_mimetype+notebook'\n"
     "px.scatter(x=[1, 2, 3], y=[3, 1, 2], title='tiny figure').show()",
@@ -129,7 +137,22 @@ def test_run_json_and_index(good_run):
         assert f'href="{name}.html"' in page and f'href="{name}.ipynb"' in page
     assert page.count(" s</td>") >= 2  # wall times
     assert "51.2%" in page and "60.0%" in page and "1,234" in page  # pooled headline, as percentages
-    assert "<script" not in page and "http" not in page.split("<body>")[0]  # self-contained
+    assert 'src="http' not in page and "<link" not in page  # self-contained: inline script and data only
+    assert 'id="results-data"' in page and "svm vs chance" in page  # results.csv, browsable
+    assert 'href="nb_two.html#Plot"' in page  # the section that draws nb_two's figure
+
+
+def test_reports_fold_code_open_with_the_summary_and_hold_no_progress_bar(good_run):
+    reports = good_run[3]
+    page = (reports / "nb_one.html").read_text(encoding="utf-8")
+    code_cells = len([c for c in NB_ONE if not c.startswith("#md")]) + 2  # + parameters, + papermill's injected
+    assert page.count('<details class="serlib-code">') == code_cells  # every code cell folded, no markdown
+    summary = page.split('class="serlib-summary"', 1)[1].split("</section>", 1)[0]
+    assert "the claim that svm beats chance is <strong>supported</strong>" in summary
+    assert "+25.0 [+12.5, +37.5]" in summary and "above 0" in summary
+    assert page.index('class="serlib-summary"') < page.index("reads its section")  # before the notebook's text
+    assert "3/3 [" not in page and "tiny bar: " not in page  # the bar went to the terminal, not into the output
+    assert 'class="serlib-summary"' not in (reports / "nb_two.html").read_text(encoding="utf-8")  # nothing to sum up
 
 
 # ----------------------------------------------------------------------------------- failure

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ...data.folds import Fold
 from ...data.phonemes import PHONEME_CLASSES
 from ...data.prepare import PreparedCorpus
 from ...encoders.backbones import load_ssl, load_whisper, whisper_size
 from ...encoders.encoding import log_mel
+from ...progress import progress_bar
 from ...training.classify import FeatureDataset, accuracy_metrics, predict, select_rows
 from ...training.predictions import Collector, FoldResults, prediction_rows
 from ...training.runtime import seed_everything
@@ -105,7 +105,7 @@ def lambda_sweep(
     phones, weights = [], []
     y, n_classes = np.asarray(corpus.labels()), len(corpus.classes)
     utt_ids = corpus.manifest["utt_id"].to_numpy()
-    bar = tqdm(total=len(folds) * len(lambdas), desc="folds x lambdas", disable=not progress, mininterval=10)
+    bar = progress_bar(len(folds) * len(lambdas), "folds x lambdas", progress)
     for fold in folds:
         frames = standardised_frames(inputs, fold.train) if frozen else inputs
         means = torch.stack([f.mean(dim=-2) for f in frames]) if frozen else None
