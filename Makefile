@@ -21,17 +21,21 @@ endif
 
 .PHONY: study smoke test bench lab screenshots venv clean-reports
 
+# FETCH=1: first download the free corpora into the data root (serlib fetch; corpora already there are kept).
 study: $(STAMP)
-	$(PY) -m serlib.study --params $(PROFILE)
+ifeq ($(FETCH),1)
+	$(VENV)/bin/serlib fetch ravdess emodb urdu
+endif
+	$(VENV)/bin/serlib study --profile $(PROFILE)
 
 smoke: $(STAMP)
-	$(PY) -m serlib.study --params smoke
+	$(VENV)/bin/serlib study --profile smoke
 
 test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m serlib.bench
+	$(VENV)/bin/serlib bench
 
 # PNG screenshots of reports/*.html in headless Chromium (reports/screenshots/), to look at the pages.
 screenshots: $(STAMP)

@@ -18,6 +18,11 @@ class DataRootError(FileNotFoundError):
     """The data root (or a corpus inside it) is missing."""
 
 
+# How a newcomer gets the free corpora (serlib.data.fetch), named wherever one is found missing.
+FETCH_HINT = ("`.venv/bin/serlib fetch ravdess emodb urdu` downloads the free corpora into the data root "
+              "(or run `make study FETCH=1`)")
+
+
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
     """The data root: an explicit parameter, else $SERLIB_DATA, else ./data.
 
@@ -33,8 +38,8 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     root = root.expanduser()
     if not root.is_dir():
         raise DataRootError(
-            f"Data root {root.resolve()} (from {how}) does not exist. Put the corpora there "
-            f"(e.g. data/ravdess, data/urdu) or set {DATA_ENV}=/path/to/corpora."
+            f"Data root {root.resolve()} (from {how}) does not exist. {FETCH_HINT}; or put the corpora "
+            f"there (e.g. data/ravdess, data/urdu) or set {DATA_ENV}=/path/to/corpora."
         )
     return root.resolve()
 

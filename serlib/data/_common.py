@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..paths import DataRootError
+from ..paths import FETCH_HINT, DataRootError
 from .audio import AUDIO_SUFFIXES, durations
 from .manifest import COLUMNS, map_labels, validate
 
@@ -15,7 +15,7 @@ def require_dir(root: str | Path, corpus: str, expected: str) -> Path:
     """The corpus folder, or DataRootError naming it and the layout that should be there."""
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise DataRootError(f"{corpus}: folder {folder} does not exist; expected {expected} there")
+        raise DataRootError(f"{corpus}: folder {folder} does not exist; expected {expected} there ({FETCH_HINT})")
     return folder.resolve()
 
 

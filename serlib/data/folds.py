@@ -7,8 +7,9 @@ A fold spec is a plain dict (one section of a parameter profile), dispatched on 
 - `speaker`: leave one speaker out (`speakers_per_fold: n` leaves n consecutive speakers out).
 - `speaker_groups`: `k` groups of speakers balanced by utterance count (greedy, largest speaker first;
   ties broken by `seed`), each group the test set of one fold.
-- `emobox` / `split_file`: an external CSV `key,emo,test_fold` (`file`, relative to the splits root);
-  one fold per distinct non-empty test_fold (test = its rows, train = every other matched row).
+- `emobox` / `split_file`: an external CSV `key,emo,test_fold` (`file`, relative to the splits root;
+  EmoBox's own files ship with serlib and serve when the splits root lacks them), or EmoBox's
+  `data/<corpus>` folder of `fold_k/*_test_fold_k.jsonl` files (`folder`); one fold per distinct non-empty test_fold (test = its rows, train = every other matched row).
   Manifest keys are `<corpus>-<utt_id>` (`key_prefix` replaces the corpus name), compared with the
   file's keys lower-cased and with '_' read as '-' (EmoBox writes `cremad-1001-DFA-ANG-XX` for
   `1001_DFA_ANG_XX.wav`). A manifest row without a key is an error unless `missing: drop` leaves
@@ -27,8 +28,10 @@ Fold indices are integer row positions into the manifest after `reset_index(drop
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -186,12 +189,26 @@ def split_key(key: str) -> str:
     return str(key).strip().lower().replace("_", "-")
 
 
-def _split_file_folds(m: pd.DataFrame, spec: dict, splits_root) -> list:
-    if not spec.get("file"):
-        raise ValueError(
-            f"fold kind {spec['kind']!r} needs `file`: the split CSV, relative to the splits root"
-        )
-    path = paths.inside(paths.splits_root(splits_root), spec["file"])
+PACKAGED_SPLITS = Path(__file__).parent / "splits"  # EmoBox's fold files, shipped (splits/emobox/ATTRIBUTION.md)
+
+
+def split_file_path(relative: str, splits_root=None) -> Path:
+    """A split file named relative to the splits root: the user's splits root when one is given (the
+    parameter or $SERLIB_SPLITS) or `<data root>/splits` holds it, else the copy shipped with serlib."""
+    explicit = splits_root or os.environ.get(paths.SPLITS_ENV)
+    if explicit:
+        return paths.inside(paths.splits_root(explicit), relative)
+    try:
+        path = paths.inside(paths.splits_root(), relative)
+        if path.is_file():
+            return path
+    except paths.DataRootError:
+        pass
+    return paths.inside(PACKAGED_SPLITS, relative)
+
+
+def read_split_csv(path: Path) -> pd.DataFrame:
+    """A split CSV `key, emo, test_fold` (strings; test_fold empty where a row is in no test fold)."""
     if not path.is_file():
         raise FileNotFoundError(f"split file {path} does not exist")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -199,6 +216,50 @@ def _split_file_folds(m: pd.DataFrame, spec: dict, splits_root) -> list:
         raise ValueError(
             f"split file {path} needs columns key, test_fold; it has {list(table.columns)}"
         )
+    return table
+
+
+def read_emobox_jsonl(folder: Path) -> pd.DataFrame:
+    """EmoBox's own layout, `<folder>/fold_<k>/<corpus>_test_fold_<k>.jsonl` (one JSON object per line
+    with `key` and `emo`), as the table `read_split_csv` gives: each key with the fold it is tested in."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"EmoBox folder {folder} does not exist (expected {folder}/fold_1/*_test_fold_1.jsonl)")
+    rows, seen = [], {}
+    fold_dirs = sorted((d for d in folder.glob("fold_*") if d.name[5:].isdigit()), key=lambda d: int(d.name[5:]))
+    for fold_dir in fold_dirs:
+        k = fold_dir.name[5:]
+        tests = sorted(fold_dir.glob(f"*_test_fold_{k}.jsonl")) or sorted(fold_dir.glob(f"*_test_fold{k}.jsonl"))
+        if len(tests) != 1:
+            raise ValueError(f"{fold_dir}: expected one *_test_fold_{k}.jsonl file, found {[t.name for t in tests]}")
+        for n, line in enumerate(tests[0].read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                key, emo = str(item["key"]), str(item.get("emo", ""))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{tests[0]} line {n}: not an EmoBox record with a `key` ({exc})") from None
+            if key in seen:
+                raise ValueError(f"{tests[0]} line {n}: key {key} is already a test utterance of fold {seen[key]}")
+            seen[key] = k
+            rows.append({"key": key, "emo": emo, "test_fold": k})
+    if not rows:
+        raise ValueError(f"EmoBox folder {folder} holds no fold_<k>/*_test_fold_<k>.jsonl files")
+    return pd.DataFrame(rows)
+
+
+def _split_file_folds(m: pd.DataFrame, spec: dict, splits_root) -> list:
+    if bool(spec.get("file")) == bool(spec.get("folder")):
+        raise ValueError(
+            f"fold kind {spec['kind']!r} needs `file` (a split CSV relative to the splits root) or `folder` "
+            "(EmoBox's data/<corpus> folder with fold_k/*.jsonl, relative to the splits root), not both"
+        )
+    if spec.get("file"):
+        path = split_file_path(spec["file"], splits_root)
+        table = read_split_csv(path)
+    else:
+        path = paths.inside(paths.splits_root(splits_root), spec["folder"])
+        table = read_emobox_jsonl(path)
     keys = table["key"].map(split_key)
     if keys.duplicated().any():
         raise ValueError(

@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m serlib.study",
         description="Run the study notebooks of a parameter profile and build reports/index.html.",
     )
-    parser.add_argument("--params", required=True, help="profile name (params/NAME.yaml) or path to a profile YAML")
+    parser.add_argument("--profile", "--params", dest="params", required=True,
+                        help="profile name (params/NAME.yaml) or path to a profile YAML")
     parser.add_argument(
         "--notebooks", nargs="+", metavar="NAME", help="notebooks to run, in order (default: the profile's `notebooks`)"
     )

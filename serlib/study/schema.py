@@ -87,7 +87,7 @@ HEAD = {"out_dim": Opt(INT), "heads": Opt(INT), "hidden": Opt(nullable(INT)), "d
 UMAP = {"n_neighbors": INT, "min_dist": FLOAT, "models": Opt(ListOf(STR))}
 
 PROTOCOL = {
-    "kind": Choice(KINDS), "file": Opt(STR), "valid": Opt(Either((INT, FLOAT, STR, NONE))),
+    "kind": Choice(KINDS), "file": Opt(STR), "folder": Opt(STR), "valid": Opt(Either((INT, FLOAT, STR, NONE))),
     "valid_speakers": Opt(INT), "valid_utterances": Opt(FLOAT), "allow_speaker_overlap": Opt(BOOL),
     "k": Opt(INT), "speakers_per_fold": Opt(INT), "seed": Opt(INT), "missing": Opt(Choice(("error", "drop"))),
     "key_prefix": Opt(STR),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,12 +11,15 @@ import pytest
 from serlib.data import generic
 from serlib.data.corpora import load_corpus
 from serlib.data.folds import (
+    PACKAGED_SPLITS,
     Fold,
     SpeakerLeakError,
     assert_speaker_independent,
     fold_table,
     make_folds,
+    read_emobox_jsonl,
     speaker_groups,
+    split_file_path,
 )
 from serlib.data.manifest import COLUMNS
 from tests.fixtures import write_audio
@@ -378,3 +383,65 @@ def test_validation_utterances_only_for_protocols_that_share_speakers():
         emotion = m["emotion"].to_numpy()
         for label in set(emotion[fold.valid]):
             assert (emotion[fold.train] == label).sum() > (emotion[fold.valid] == label).sum()
+
+
+def _ravdess_folds(spec_extra: dict, m, **kw):
+    return make_folds(m, {"kind": "emobox", "valid_speakers": 2, "seed": 1, **spec_extra}, **kw)
+
+
+def test_emobox_folds_ship_with_serlib(data_root, monkeypatch, tmp_path):
+    # no splits root anywhere: the packaged copy serves, and gives EmoBox's six RAVDESS folds
+    monkeypatch.delenv("SERLIB_SPLITS", raising=False)
+    monkeypatch.setenv("SERLIB_DATA", str(tmp_path))  # a data root without splits/
+    m = load_corpus("ravdess", data_root=data_root)
+    assert split_file_path("emobox/ravdess.csv") == PACKAGED_SPLITS / "emobox" / "ravdess.csv"
+    shipped = _ravdess_folds({"file": "emobox/ravdess.csv"}, m)
+    assert len(shipped) == 6 and all(f.speaker_independent and len(f.test) == 240 for f in shipped)
+    # a user's splits root wins over the shipped copy, and must hold the file when it is named
+    (tmp_path / "splits" / "emobox").mkdir(parents=True)
+    assert split_file_path("emobox/ravdess.csv") == PACKAGED_SPLITS / "emobox" / "ravdess.csv"  # not there: shipped
+    mine = tmp_path / "splits" / "emobox" / "ravdess.csv"
+    mine.write_text("key,emo,test_fold\n", encoding="utf-8")
+    assert split_file_path("emobox/ravdess.csv") == mine.resolve()
+    monkeypatch.setenv("SERLIB_SPLITS", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match="elsewhere"):
+        split_file_path("emobox/ravdess.csv")
+    assert (PACKAGED_SPLITS / "emobox" / "ATTRIBUTION.md").read_text().count("MIT") >= 1
+
+
+def _write_emobox_folder(root, table: pd.DataFrame, corpus: str = "ravdess"):
+    """EmoBox's data/<corpus>/fold_k/<corpus>_{test,train}_fold_k.jsonl, written from a key/emo/test_fold table."""
+    folder = root / "emobox_data" / corpus
+    for k in sorted({v for v in table["test_fold"] if v}, key=int):
+        (folder / f"fold_{k}").mkdir(parents=True)
+        for part, rows in (("test", table[table.test_fold == k]), ("train", table[table.test_fold != k])):
+            lines = [json.dumps({"key": r.key, "dataset": corpus, "emo": r.emo, "channel": 1}) for r in rows.itertuples()]
+            (folder / f"fold_{k}" / f"{corpus}_{part}_fold_{k}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_emobox_jsonl_folders_give_the_folds_of_the_csv(data_root, tmp_path):
+    m = load_corpus("ravdess", data_root=data_root)
+    table = pd.read_csv(PACKAGED_SPLITS / "emobox" / "ravdess.csv", dtype=str, keep_default_na=False)
+    _write_emobox_folder(tmp_path, table)
+    from_jsonl = _ravdess_folds({"folder": "emobox_data/ravdess"}, m, splits_root=tmp_path)
+    from_csv = _ravdess_folds({"file": "emobox/ravdess.csv"}, m, splits_root=PACKAGED_SPLITS)
+    assert [f.name for f in from_jsonl] == [f.name for f in from_csv]
+    for a, b in zip(from_jsonl, from_csv):
+        assert all(np.array_equal(getattr(a, p), getattr(b, p)) for p in ("train", "valid", "test"))
+
+
+def test_emobox_jsonl_errors_name_the_file_and_line(tmp_path):
+    table = pd.DataFrame({"key": ["toy-a-000", "toy-b-000"], "emo": ["happy", "sad"], "test_fold": ["1", "2"]})
+    folder = _write_emobox_folder(tmp_path, table, "toy")
+    test2 = folder / "fold_2" / "toy_test_fold_2.jsonl"
+    test2.write_text(test2.read_text() + json.dumps({"key": "toy-a-000", "emo": "happy"}) + "\n")
+    with pytest.raises(ValueError, match=r"toy_test_fold_2.jsonl line 2: key toy-a-000 is already a test utterance of fold 1"):
+        read_emobox_jsonl(folder)
+    test2.write_text("{not json\n")
+    with pytest.raises(ValueError, match=r"toy_test_fold_2.jsonl line 1: not an EmoBox record"):
+        read_emobox_jsonl(folder)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_emobox_jsonl(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="not both"):
+        make_folds(toy({"a": 1}), {"kind": "emobox", "file": "x.csv", "folder": "y"}, splits_root=tmp_path)

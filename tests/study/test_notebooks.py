@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from serlib.cli import main as serlib_main
 from serlib.encoders.backbones import ct2_files
 from serlib.study.params import available_profiles, load_profile
 from serlib.study.runner import main as run_study
+from tests.fetch_server import Site, official_archives, serve
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -38,9 +40,17 @@ def test_profiles_name_existing_notebooks():
 
 @pytest.mark.slow
 @pytest.mark.skipif(ct2_files("base") is None, reason="Whisper base CTranslate2 packages not installed")
-def test_smoke_profile_runs_every_notebook(data_root, splits_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("SERLIB_DATA", str(data_root))
-    monkeypatch.setenv("SERLIB_SPLITS", str(splits_root))
+def test_smoke_profile_runs_every_notebook(data_root, tmp_path, monkeypatch):
+    # A bare machine's path: `serlib fetch` builds the data root from a local server standing in for the
+    # official hosts (archives made from the real copies), and EmoBox's folds come from the package.
+    site = Site()
+    official_archives(site, data_root)
+    fetched = tmp_path / "data"
+    with serve(site):
+        assert serlib_main(["fetch", "ravdess", "emodb", "urdu", "--data-root", str(fetched), "--mirror", site.url]) == 0
+    assert sorted(p.name for p in fetched.iterdir() if not p.name.startswith(".")) == ["emodb", "ravdess", "urdu"]
+    monkeypatch.setenv("SERLIB_DATA", str(fetched))
+    monkeypatch.delenv("SERLIB_SPLITS", raising=False)
     reports = tmp_path / "reports"
     assert run_study(["--params", "smoke", "--reports", str(reports)]) == 0
     notebooks = load_profile("smoke")["notebooks"]
