@@ -32,7 +32,7 @@ from ..paths import PROJECT_ROOT
 PARAMS_DIR = PROJECT_ROOT / "params"
 CATALOGUES = frozenset({"corpora"})  # files in params/ that are catalogues, not profiles
 # Keys whose mapping is one choice (what runs), replaced as a whole when a profile sets it.
-ATOMIC = frozenset({"protocols", "max_folds", "models", "lr_multipliers"})
+ATOMIC = frozenset({"protocols", "max_folds", "models", "lr_multipliers", "ablation_folds"})
 TOP_LEVEL = ("extends", "profile", "description", "catalogue", "notebooks", "common")
 
 

@@ -118,7 +118,7 @@ SECTIONS = {
                     "methods": ListOf(Choice(("mean", "attentive", "qkv"))),
                     "frame_group": INT, "torch_threads": INT, "head": HEAD, "train": TRAIN},
     },
-    "02_whisper_er": ER,
+    "02_whisper_er": {**ER, "ablation_folds": MapOf(nullable(INT))},
     "03_serial_mtl": {**ER, "models": MODELS, "systems": ListOf(Choice(tuple(TASK_SETS))), "zero_shot": BOOL,
                       "zero_shot_utterances": nullable(INT)},
     "04_phoneme_mtl": {

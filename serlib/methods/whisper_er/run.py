@@ -207,8 +207,9 @@ def runnable(corpus: PreparedCorpus, names: list[str]) -> tuple[list[System], di
 def run_systems(cache, corpus: PreparedCorpus, protocol: str, folds: list[Fold], systems: list[System],
                 er_config: TrainConfig, baseline_config: TrainConfig, recipe: Recipe = Recipe(), beam: int = 4,
                 zero_shot: int | None | bool = False, model: str | None = None,
-                progress: Callable[[str], None] | None = None) -> FoldResults:
-    """Every fold of `corpus`: the conventional method, each system, and (`zero_shot`: how many test
+                progress: Callable[[str], None] | None = None, conventional: bool = True) -> FoldResults:
+    """Every fold of `corpus`: the conventional method (unless `conventional=False`, e.g. for an
+    ablation run on some of the folds only), each system, and (`zero_shot`: how many test
     utterances per fold, None for all, False for none) the untouched Whisper's transcripts.
 
     `cache` is the FeatureCache of the Whisper model (its `whisper` is the template every system is
@@ -226,10 +227,11 @@ def run_systems(cache, corpus: PreparedCorpus, protocol: str, folds: list[Fold],
         truth = {"gender_true": m["gender"].to_numpy()[fold.test], "text_true": m["text"].to_numpy()[fold.test],
                  "path": m["path"].to_numpy()[fold.test]}
         keys = {"corpus": corpus.name, "protocol": protocol, "model": model, "fold": fold.name}
-        y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), baseline_config,
-                                           finetune=recipe.mode == "finetune")
-        out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method="conventional",
-                                **truth, fallback=False), result, **keys, method="conventional")
+        if conventional:
+            y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), baseline_config,
+                                               finetune=recipe.mode == "finetune")
+            out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method="conventional",
+                                    **truth, fallback=False), result, **keys, method="conventional")
         for system in systems:
             decoded, result, decode_s = run_fold(template, corpus.classes, language, system, fold, inputs, rows,
                                                  er_config, er_config.seed, recipe, beam)
