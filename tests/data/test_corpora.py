@@ -259,6 +259,15 @@ def test_missing_root_names_path_and_layout(tmp_path, module):
     with pytest.raises(DataRootError) as info:
         module.load(tmp_path / "absent")
     assert str(tmp_path / "absent") in str(info.value) and "expected" in str(info.value)
+    assert "serlib fetch ravdess emodb urdu" in str(info.value)  # how a newcomer gets the free corpora
+
+
+def test_a_missing_data_root_names_the_fetch_command(tmp_path, monkeypatch):
+    from serlib.paths import data_root
+
+    monkeypatch.setenv("SERLIB_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(DataRootError, match=r"serlib fetch ravdess emodb urdu.*make study FETCH=1"):
+        data_root()
 
 
 def test_empty_root_is_an_error(tmp_path):

@@ -13,7 +13,7 @@ from serlib.data.prepare import PreparedCorpus, prepare_corpus
 from serlib.heads.classifier import PooledClassifier
 from serlib.heads.pooling import masked_mean
 from serlib.methods.phoneme_mtl.data import PhonemeDataset, build_targets, keep_feasible
-from serlib.methods.phoneme_mtl.loss import ctc_phoneme_loss, mtl_loss
+from serlib.methods.phoneme_mtl.loss import ctc_phoneme_loss, freeze_unused, mtl_loss
 from serlib.methods.phoneme_mtl.model import (
     FinetuneBackbone,
     PhonemeMTL,
@@ -63,6 +63,17 @@ def test_fusion_weights_start_uniform_and_receive_gradients_from_both_tasks():
     emotion, logits, mask = model(batch["x"], batch["mask"], with_phonemes=True)
     ctc_phoneme_loss(logits, mask, batch["targets"], batch["target_lengths"]).backward()
     assert model.emotion.layer_logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.1])
+@pytest.mark.parametrize("shared", [None, SHARED])
+def test_every_trainable_parameter_gets_a_gradient_at_every_lambda(weight, shared):
+    # what DDP needs at each step: at lambda 0 the unused phoneme head is fixed, not left without a gradient
+    model = freeze_unused(PhonemeMTL(D, L, C, K, dropout=0.0, shared_layer=shared), weight)
+    mtl_loss(weight)(model, _batch([7, 5, 9], packed=True)).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    assert model.phoneme.weight.requires_grad == (weight != 0)
 
 
 def test_fusion_is_the_weighted_sum_of_the_layered_head_in_every_layout():

@@ -63,6 +63,8 @@ def test_a_system_trains_and_decodes(template, name, recipe):
     assert system.metric in result.history.columns and result.steps == 3
     encoder_after = whisper.model.model.encoder.layers[0].fc1.weight
     assert torch.equal(encoder_before, encoder_after) == (recipe.mode != "finetune")  # only fine-tuning moves it
+    positions = whisper.model.model.encoder.embed_positions.weight  # sinusoidal: never trained, never decayed
+    assert not positions.requires_grad and torch.equal(positions, template.model.model.encoder.embed_positions.weight)
     out = decode(whisper, vocab, system.tasks, inputs, recipe.inputs, beam=2, max_new_tokens=4)
     assert len(out) == len(states)
     fast = decode(whisper, vocab, system.tasks, inputs, recipe.inputs, beam=2, max_new_tokens=4, precision="bf16")

@@ -77,5 +77,7 @@ def test_smoke_profile_runs_every_notebook(data_root, tmp_path, monkeypatch):
         html = (reports / f"{name}.html").read_text()
         assert html.count('class="plotly-graph-div"') >= (1 if name != "00_data" else 2), name
         assert not re.search(r"\d+%\|", html) and "it/s]" not in html, f"{name}: a progress bar in the report"
+        assert '<details class="serlib-code">' in html and "<h2>Summary</h2>" in html, f"{name}: code not folded or no summary"
+        assert html.index('class="serlib-summary"') < html.index('class="jp-Cell'), f"{name}: the summary is not on top"
     for name in ("01_baselines", "02_whisper_er", "03_serial_mtl", "04_phoneme_mtl", "06_layer_analysis"):
         assert "Validation UA" in (reports / f"{name}.html").read_text(), name

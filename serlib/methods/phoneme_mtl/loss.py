@@ -38,3 +38,10 @@ def mtl_loss(weight: float):
                 + weight * ctc_phoneme_loss(phonemes, frame_mask, batch["targets"], batch["target_lengths"]))
 
     return loss_fn
+
+
+def freeze_unused(model, weight: float):
+    """At weight 0 the phoneme head takes no part in the loss: fix it, so that every trainable
+    parameter gets a gradient each step (DDP waits for one from each and fails at step 2 otherwise)."""
+    model.phoneme.requires_grad_(weight != 0)
+    return model

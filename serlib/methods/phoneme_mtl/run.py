@@ -29,7 +29,7 @@ from ...training.predictions import Collector, FoldResults, prediction_rows
 from ...training.runtime import seed_everything
 from ...training.trainer import TrainConfig, fit
 from .data import PhonemeDataset, PhonemeTargets, standardised_frames
-from .loss import mtl_loss
+from .loss import freeze_unused, mtl_loss
 from .model import FinetuneBackbone, PhonemeMTL, class_logits, greedy_ctc_decode
 
 
@@ -117,7 +117,7 @@ def lambda_sweep(
 
         for lam in lambdas:
             seed_everything(config.seed)
-            net = make_model()
+            net = freeze_unused(make_model(), lam)
             pooled = frozen and lam == 0 and net.takes_means
             train, test = part(fold.train, pooled), part(fold.test, pooled)
             valid = part(fold.valid, pooled) if len(fold.valid) else None

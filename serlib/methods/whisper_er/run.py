@@ -105,6 +105,7 @@ def build(template, classes: list[str], language: str, system: System, seed: int
     elif system.decoder != "pretrained":
         raise ValueError(f"decoder {system.decoder!r}: use 'pretrained' or 'random'")
     model.model.encoder.requires_grad_(recipe.mode == "finetune")  # else its states come from the cache
+    model.model.encoder.embed_positions.requires_grad_(False)  # Whisper's sinusoids: fixed, as in the baseline
     if recipe.decoder == "light":
         freeze_cross_attention_kv(model)
         train_new_rows_only(model, vocab)
