@@ -53,10 +53,12 @@ def comparison_table(results: pd.DataFrame) -> pd.DataFrame:
     if deltas.empty:
         return pd.DataFrame()
     keys = [c for c in ("corpus", "protocol", "model", "method") if c in deltas.columns]
-    wide = deltas.pivot_table(index=keys, columns="metric", values="value", sort=False, dropna=False).reset_index()
+    wide = deltas.assign(**{k: deltas[k].fillna("") for k in keys}).pivot_table(
+        index=keys, columns="metric", values="value", sort=False).reset_index()  # only the rows recorded
+    wide = wide.dropna(subset=["delta_UA", "delta_UA_ci_low", "delta_UA_ci_high"])
     low, high = wide["delta_UA_ci_low"], wide["delta_UA_ci_high"]
     return pd.DataFrame({
-        "corpus": wide["corpus"], "comparison (a vs b)": wide["method"],
+        "corpus": wide["corpus"], "protocol": wide.get("protocol", ""), "comparison (a vs b)": wide["method"],
         "a - b, UA points [95 % CI]": [f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
                                       for d, lo, hi in zip(wide["delta_UA"], low, high)],
         "interval": ["above 0" if lo > 0 else "below 0" if hi < 0 else "includes 0" for lo, hi in zip(low, high)],

@@ -403,3 +403,18 @@ def test_run_metadata_fields(monkeypatch):
     assert {"numpy", "pandas", "papermill"} <= set(meta["versions"])
     monkeypatch.setattr(report, "_git", lambda *args: None)
     assert report.git_commit() == "unknown"
+
+
+def test_the_summary_lists_each_recorded_comparison_once_and_no_empty_combinations():
+    from serlib.study.notebook_html import comparison_table
+
+    recorded = [("ravdess", "emobox", "a vs b", 0.1), ("emodb", "speakers", "c vs b", -0.2)]
+    rows = [dict(notebook="n", corpus=c, protocol=p, model="m", method=meth, fold="pooled", metric=metric, value=v + dv)
+            for c, p, meth, v in recorded
+            for metric, dv in (("delta_UA", 0.0), ("delta_UA_ci_low", -0.05), ("delta_UA_ci_high", 0.05))]
+    table = comparison_table(pd.DataFrame(rows + [dict(notebook="n", corpus="emodb", protocol="speakers", model="m",
+                                                       method="c", fold="pooled", metric="UA", value=0.7)]))
+    assert table[["corpus", "protocol", "comparison (a vs b)"]].values.tolist() == [
+        ["ravdess", "emobox", "a vs b"], ["emodb", "speakers", "c vs b"]]
+    assert table["interval"].tolist() == ["above 0", "below 0"]
+    assert table["a - b, UA points [95 % CI]"].tolist() == ["+10.0 [+5.0, +15.0]", "-20.0 [-25.0, -15.0]"]
