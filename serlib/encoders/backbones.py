@@ -8,6 +8,7 @@ network access who names a hub id still gets the hub's copy when no offline copy
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -159,7 +160,8 @@ def convert_ct2_whisper(size: str, out_dir: Path) -> Path:
         raise RuntimeError(f"CT2 conversion mismatch: missing {missing}, unexpected {unexpected}")
     model.generation_config = _generation_config(config, tokenizer, ct2_config)
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    model.half().save_pretrained(tmp)
+    with _quiet_transformers():
+        model.half().save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     WhisperFeatureExtractor(feature_size=dims["num_mel_bins"]).save_pretrained(tmp)
     (tmp / "SOURCE.txt").write_text(f"converted by serlib from CTranslate2 packages {PIP_NAMES[size]}\n")
@@ -167,12 +169,21 @@ def convert_ct2_whisper(size: str, out_dir: Path) -> Path:
     return out_dir
 
 
-def _from_folder(folder: Path, name: str, source: str, dtype: torch.dtype) -> Whisper:
-    hf_logging.disable_progress_bar()  # a per-tensor loading bar says nothing in a report
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' own bars (loading tensors, writing shards) off: they say nothing in a report."""
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype, local_files_only=True)
+        yield
     finally:
-        hf_logging.enable_progress_bar()
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _from_folder(folder: Path, name: str, source: str, dtype: torch.dtype) -> Whisper:
+    with _quiet_transformers():
+        model = WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype, local_files_only=True)
     return Whisper(
         name=name,
         model=model.eval(),

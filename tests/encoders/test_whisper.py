@@ -209,3 +209,14 @@ def test_log_mel_refuses_audio_beyond_the_window_instead_of_cutting_it():
     assert log_mel(fe, noise).shape == (80, 30 * SAMPLE_RATE // HOP)  # the full window is kept whole
     with pytest.raises(ValueError, match="31.0 s of audio exceed Whisper's 30-s window; it is not cut"):
         log_mel(fe, np.concatenate([noise, noise[:SAMPLE_RATE]]))
+
+
+@pytest.mark.slow
+@needs_base
+def test_conversion_writes_no_progress_bar(tmp_path, capfd):
+    # a cold cache converts inside the first notebook that needs Whisper: its bars would land in the report
+    from serlib.encoders.backbones import convert_ct2_whisper
+
+    convert_ct2_whisper("base", tmp_path / "base")
+    out, err = capfd.readouterr()
+    assert "%|" not in out + err and (tmp_path / "base" / "config.json").is_file()
