@@ -1,9 +1,10 @@
 """Progress bars for long steps: on the terminal that runs the study, never in a rendered report.
 
 Under `python -m serlib.study` the notebooks run headless and whatever a cell writes to stderr lands
-in its HTML report, one line per refresh. The runner sets SERLIB_PROGRESS=terminal for its kernels;
-bars then go to the kernel's own stderr (`sys.__stderr__`), which is the runner's terminal, and the
-report keeps only the summary line a caller prints. In JupyterLab (variable unset) bars show in the
+in its HTML report, one line per refresh. The runner sets SERLIB_PROGRESS=terminal for its kernels
+and starts them without ipykernel's capture of file-descriptor output; bars then go to the kernel's
+own stderr (`sys.__stderr__`, fd 2), which is the runner's terminal, and the report keeps only the
+summary line a caller prints. In JupyterLab (variable unset) bars show in the
 notebook as usual.
 """
 

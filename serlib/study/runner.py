@@ -48,7 +48,8 @@ class StudyError(Exception):
 
 # ----------------------------------------------------------------------------------- kernel
 def _venv_kernel_manager_class():
-    """An AsyncKernelManager whose `python3` kernel always runs sys.executable.
+    """An AsyncKernelManager whose `python3` kernel always runs sys.executable, and leaves what is
+    written to its file descriptors on the runner's terminal (progress bars, native libraries' output).
 
     Jupyter resolves `python3` through kernelspec folders (user folder first), so a python3
     kernelspec left in ~/.local/share/jupyter by another installation would otherwise win and
@@ -63,7 +64,9 @@ def _venv_kernel_manager_class():
         def get_kernel_spec(self, kernel_name, *args, **kwargs):
             if kernel_name == DEFAULT_KERNEL:
                 spec = get_kernel_dict()
-                spec["argv"] = [sys.executable, *spec["argv"][1:]]
+                # fd-level output not captured into the notebook: bars written to the kernel's own
+                # stderr (serlib.progress) reach the runner's terminal instead of the report
+                spec["argv"] = [sys.executable, *spec["argv"][1:], "--IPKernelApp.capture_fd_output=False"]
                 return KernelSpec(resource_dir=RESOURCES, **spec)
             return super().get_kernel_spec(kernel_name, *args, **kwargs)
 

@@ -51,6 +51,7 @@ def test_smoke_profile_runs_every_notebook(data_root, tmp_path, monkeypatch):
     assert sorted(p.name for p in fetched.iterdir() if not p.name.startswith(".")) == ["emodb", "ravdess", "urdu"]
     monkeypatch.setenv("SERLIB_DATA", str(fetched))
     monkeypatch.delenv("SERLIB_SPLITS", raising=False)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # kernels as in a real run (ipykernel checks it)
     reports = tmp_path / "reports"
     assert run_study(["--params", "smoke", "--reports", str(reports)]) == 0
     notebooks = load_profile("smoke")["notebooks"]
