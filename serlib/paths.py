@@ -23,19 +23,25 @@ FETCH_HINT = ("`.venv/bin/serlib fetch ravdess emodb urdu` downloads the free co
               "(or run `make study FETCH=1`)")
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
-    """The data root: an explicit parameter, else $SERLIB_DATA, else ./data.
-
-    Raises DataRootError with the places looked at when it does not exist, so a newcomer learns
-    at once how to point serlib at their corpora.
-    """
+def data_root_location(explicit: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """Where the data root is (an explicit parameter, else $SERLIB_DATA, else ./data), whether or not
+    it exists yet, and where that came from (for messages)."""
     if explicit:
         root, how = Path(explicit), "the `data_root` parameter"
     elif os.environ.get(DATA_ENV):
         root, how = Path(os.environ[DATA_ENV]), f"${DATA_ENV}"
     else:
         root, how = PROJECT_ROOT / "data", f"the default `data/` (set ${DATA_ENV} to change it)"
-    root = root.expanduser()
+    return root.expanduser(), how
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The data root (`data_root_location`), which must exist.
+
+    Raises DataRootError with the places looked at when it does not exist, so a newcomer learns
+    at once how to point serlib at their corpora.
+    """
+    root, how = data_root_location(explicit)
     if not root.is_dir():
         raise DataRootError(
             f"Data root {root.resolve()} (from {how}) does not exist. {FETCH_HINT}; or put the corpora "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import threading
 import urllib.parse
@@ -74,8 +75,6 @@ def serve(site: Site):
 def zip_folder(folder: Path, top: str | None = None, skip: int = 0) -> bytes:
     """A stored (uncompressed) zip of `folder`'s files, under `top/` when given; `skip` leaves out that
     many files (an incomplete corpus)."""
-    import io
-
     buffer = io.BytesIO()
     files = sorted(p for p in folder.rglob("*") if p.is_file())[skip:]
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:

@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV), help="host serving the official paths")
     parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives")
     args = parser.parse_args(argv)
-    root = Path(args.data_root or os.environ.get(paths.DATA_ENV) or paths.PROJECT_ROOT / "data").expanduser()
+    root, _ = paths.data_root_location(args.data_root)
     root.mkdir(parents=True, exist_ok=True)
     status = 0
     for name in args.corpora:

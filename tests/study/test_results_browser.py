@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import nbformat
@@ -14,6 +13,7 @@ import pytest
 from serlib.evaluation.results import record_results
 from serlib.study.report import write_index
 from serlib.study.results_browser import figure_sections, heading_anchor, results_browser_html
+from serlib.study.screenshots import find_browser
 
 
 def _rows():
@@ -44,7 +44,7 @@ def test_figure_sections_follow_the_headings_that_hold_plotly_output(tmp_path):
     assert heading_anchor("Results: pooled") == "Results:-pooled"  # as nbconvert writes the heading's id
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium not installed (.ci/run installs it)")
+@pytest.mark.skipif(find_browser() is None, reason="headless Chromium not installed (.ci/run installs it)")
 def test_filters_work_in_a_browser_without_network(tmp_path):
     for notebook in ("01_baselines", "02_whisper_er"):
         record_results(_rows(), notebook, tmp_path)
@@ -54,7 +54,7 @@ def test_filters_work_in_a_browser_without_network(tmp_path):
                             ("?notebook=02_whisper_er&corpus=emodb", ((results.notebook == "02_whisper_er") & (results.corpus == "emodb")).sum()),
                             ("?method=a%20vs%20b", (results.method == "a vs b").sum()),
                             ("?text=urdu", (results.corpus == "urdu").sum())]:
-        dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+        dom = subprocess.run([find_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
                               "--dump-dom", index.as_uri() + query], capture_output=True, text=True, timeout=120).stdout
         shown = dom.split('id="results-count"', 1)[1].split('data-shown="', 1)[1].split('"', 1)[0]
         assert int(shown) == expected, query

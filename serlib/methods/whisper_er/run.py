@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -208,10 +208,12 @@ def runnable(corpus: PreparedCorpus, names: list[str]) -> tuple[list[System], di
 def run_systems(cache, corpus: PreparedCorpus, protocol: str, folds: list[Fold], systems: list[System],
                 er_config: TrainConfig, baseline_config: TrainConfig, recipe: Recipe = Recipe(), beam: int = 4,
                 zero_shot: int | None | bool = False, model: str | None = None,
-                progress: Callable[[str], None] | None = None, conventional: bool = True) -> FoldResults:
-    """Every fold of `corpus`: the conventional method (unless `conventional=False`, e.g. for an
-    ablation run on some of the folds only), each system, and (`zero_shot`: how many test
+                progress: Callable[[str], None] | None = None,
+                system_folds: Mapping[str, int | None] | None = None) -> FoldResults:
+    """Every fold of `corpus`: the conventional method, each system, and (`zero_shot`: how many test
     utterances per fold, None for all, False for none) the untouched Whisper's transcripts.
+    `system_folds` limits a system (by name) to the first n folds (None: all), e.g. an ablation
+    that the CPU budget runs on one fold only.
 
     `cache` is the FeatureCache of the Whisper model (its `whisper` is the template every system is
     copied from). Predictions carry `y_pred` (None for a system without emotion), `gender_true`,
@@ -224,16 +226,16 @@ def run_systems(cache, corpus: PreparedCorpus, protocol: str, folds: list[Fold],
     X, inputs = corpus_inputs(cache, corpus.manifest, recipe.inputs, precision)
     rows, y, m = rows_of(corpus.manifest), np.asarray(corpus.labels()), corpus.manifest
     out = Collector()
-    for fold in folds:
+    limits = {name: len(folds) if n is None else n for name, n in (system_folds or {}).items()}
+    for index, fold in enumerate(folds):
         truth = {"gender_true": m["gender"].to_numpy()[fold.test], "text_true": m["text"].to_numpy()[fold.test],
                  "path": m["path"].to_numpy()[fold.test]}
         keys = {"corpus": corpus.name, "protocol": protocol, "model": model, "fold": fold.name}
-        if conventional:
-            y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), baseline_config,
-                                               finetune=recipe.mode == "finetune")
-            out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method="conventional",
-                                    **truth, fallback=False), result, **keys, method="conventional")
-        for system in systems:
+        y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), baseline_config,
+                                           finetune=recipe.mode == "finetune")
+        out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method="conventional",
+                                **truth, fallback=False), result, **keys, method="conventional")
+        for system in (s for s in systems if index < limits.get(s.name, len(folds))):
             decoded, result, decode_s = run_fold(template, corpus.classes, language, system, fold, inputs, rows,
                                                  er_config, er_config.seed, recipe, beam)
             out.add(prediction_rows(
