@@ -19,14 +19,22 @@ ifeq ($(origin SERLIB_SPLITS), undefined)
   endif
 endif
 
-.PHONY: study smoke test bench lab screenshots venv clean-reports
+.PHONY: study smoke test bench gpu-check lab screenshots venv clean-reports
+
+# GPUS=N (N > 1): the study in N processes on one machine, one GPU each (torchrun; see serlib/study/runner.py).
+GPUS ?= 1
+ifeq ($(GPUS),1)
+  SERLIB_STUDY := $(VENV)/bin/serlib study
+else
+  SERLIB_STUDY := $(VENV)/bin/torchrun --standalone --nproc-per-node $(GPUS) -m serlib.cli study
+endif
 
 # FETCH=1: first download the free corpora into the data root (serlib fetch; corpora already there are kept).
 study: $(STAMP)
 ifeq ($(FETCH),1)
 	$(VENV)/bin/serlib fetch ravdess emodb urdu
 endif
-	$(VENV)/bin/serlib study --profile $(PROFILE)
+	$(SERLIB_STUDY) --profile $(PROFILE)
 
 smoke: $(STAMP)
 	$(VENV)/bin/serlib study --profile smoke
@@ -36,6 +44,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/serlib bench
+
+# The one command to run on a GPU machine: params/gpu_check.yaml, then utt/s, peak GPU memory, UA, wall time.
+gpu-check: $(STAMP)
+	$(VENV)/bin/serlib gpu-check
 
 # PNG screenshots of reports/*.html in headless Chromium (reports/screenshots/), to look at the pages.
 screenshots: $(STAMP)

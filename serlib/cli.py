@@ -14,12 +14,13 @@ COMMANDS = {
     "study": ("serlib.study.runner", "run a profile's notebooks headless into reports/ (make study)"),
     "bench": ("serlib.bench.__main__", "time the encoder and every method's training step here (make bench)"),
     "fetch": ("serlib.data.fetch", "download, verify and unpack the freely licensed corpora into the data root"),
+    "gpu-check": ("serlib.study.gpu_check", "run params/gpu_check.yaml and print utt/s, peak GPU memory, UA (make gpu-check)"),
 }
 
 
 def usage() -> str:
     lines = ["usage: serlib {" + ",".join(COMMANDS) + "} [options]", "", __doc__.splitlines()[0], "", "commands:"]
-    lines += [f"  {name:<7} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
 

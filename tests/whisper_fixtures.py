@@ -103,7 +103,7 @@ def ct2_variables(config: WhisperConfig, seed: int = 0) -> dict[str, np.ndarray]
     return v
 
 
-def tiny_whisper_with_tokenizer():
+def tiny_whisper_with_tokenizer(**overrides):
     """A tiny random multilingual Whisper with the real tokenizer (51,865 tokens), as a `Whisper`.
 
     The tokenizer comes with the base CTranslate2 package: callers skip when it is not installed.
@@ -114,6 +114,16 @@ def tiny_whisper_with_tokenizer():
 
     tokenizer = WhisperTokenizer(tokenizer_file=str(ct2_files("base")[1] / "tokenizer.json"))
     model = tiny_whisper(vocab_size=len(tokenizer), eos_token_id=50257, pad_token_id=50257,
-                         bos_token_id=50257, decoder_start_token_id=50258)
+                         bos_token_id=50257, decoder_start_token_id=50258, **overrides)
     model.generation_config = GenerationConfig(is_multilingual=True)
     return Whisper("tiny-random", model, tokenizer, WhisperFeatureExtractor(feature_size=8), "test")
+
+
+def save_tiny_whisper_with_tokenizer(folder: Path) -> Path:
+    """The tiny Whisper with the real tokenizer as a transformers folder, which profiles name as
+    `whisper: <folder>`: every notebook runs on it in seconds (long enough targets for transcripts)."""
+    whisper = tiny_whisper_with_tokenizer(max_target_positions=448)
+    whisper.model.save_pretrained(folder)
+    whisper.tokenizer.save_pretrained(folder)
+    whisper.feature_extractor.save_pretrained(folder)
+    return folder

@@ -33,6 +33,7 @@ from ..methods.phoneme_mtl.loss import mtl_loss
 from ..methods.phoneme_mtl.model import PhonemeMTL
 from ..methods.whisper_er.data import ERDataset, corpus_inputs, er_collate, rows_of
 from ..methods.whisper_er.loss import er_loss
+from ..methods.whisper_er.model import ERForward
 from ..methods.whisper_er.run import TASK_SETS, Recipe, System, build
 from ..study.params import notebook_params
 from ..training.classify import FeatureDataset, cross_entropy_loss, feature_stats
@@ -142,9 +143,9 @@ def _er_case(cache: FeatureCache, corpus: PreparedCorpus, params: dict, system_n
                      system.tasks)
     weights = {k: v.clone() for k, v in whisper.model.state_dict().items()}
 
-    def fresh():
+    def fresh():  # the module the trainer gets (run.train)
         whisper.model.load_state_dict(weights)
-        return whisper.model
+        return ERForward(whisper.model)
 
     label = "Whisper-ER STL" if system_name == "STL-SER" else f"SerialMTL {system_name}"
     return _fit_case(label, notebook, fresh, data, er_loss(len(system.tasks), system.serial),

@@ -29,6 +29,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from ..paths import cache_root
+from ..distributed import main_first
 from .ct2 import read_ct2, whisper_dims, whisper_state_dict
 
 log = logging.getLogger(__name__)
@@ -206,9 +207,10 @@ def load_whisper(name: str = "base", cache_dir: str | Path | None = None, dtype:
     size = whisper_size(name)
     if size is not None:
         converted = cache_root(cache_dir) / "whisper" / size
-        if not (converted / "config.json").is_file() and ct2_files(size) is not None:
-            log.info("converting Whisper %s from CTranslate2 into %s", size, converted)
-            convert_ct2_whisper(size, converted)
+        with main_first():  # several processes: the main one converts, the others wait
+            if not (converted / "config.json").is_file() and ct2_files(size) is not None:
+                log.info("converting Whisper %s from CTranslate2 into %s", size, converted)
+                convert_ct2_whisper(size, converted)
         if (converted / "config.json").is_file():
             source = (converted / "SOURCE.txt").read_text().strip() if (converted / "SOURCE.txt").is_file() else str(converted)
             return _from_folder(converted, f"whisper-{size}", source, dtype)

@@ -29,6 +29,7 @@ from ..data.audio import load_audio
 from ..paths import cache_root, inside
 from ..progress import progress_bar
 from ..training.allocator import keep_freed_memory
+from ..distributed import is_main, main_first
 from .encoding import encode_batch, length_batches, log_mel
 
 FORMAT = "2"  # 2: tensor digests
@@ -121,7 +122,13 @@ class FeatureCache:
         return "ok"
 
     def ensure(self, manifest: pd.DataFrame, progress: bool = True) -> CacheReport:
-        """Encode every row whose entry is missing, stale or corrupt; returns what was done."""
+        """Encode every row whose entry is missing, stale or corrupt; returns what was done.
+
+        Under several processes the main one builds while the others wait, then check its entries."""
+        with main_first():
+            return self._ensure(manifest, progress and is_main())
+
+    def _ensure(self, manifest: pd.DataFrame, progress: bool) -> CacheReport:
         start = time.perf_counter()
         report = CacheReport()
         todo = []

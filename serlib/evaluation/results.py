@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import PROJECT_ROOT
+from ..distributed import is_main
 from .reports_folder import ReportsFolder
 
 RESULT_COLUMNS = ["notebook", "corpus", "protocol", "model", "method", "fold", "metric", "value"]
@@ -42,6 +43,11 @@ def reports_path(reports_dir: str | os.PathLike | None = None) -> Path:
     root = Path(reports_dir).expanduser() if reports_dir else PROJECT_ROOT / "reports"
     root.mkdir(parents=True, exist_ok=True)
     return root.resolve()
+
+
+def runs_name(notebook: str) -> str:
+    """The file of a notebook's run records in the reports folder (see `record_results`)."""
+    return f"{notebook}.runs.csv"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -159,16 +165,25 @@ def record_results(
     rows: pd.DataFrame | Iterable[Mapping],
     notebook: str,
     reports_dir: str | os.PathLike | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> Path:
     """Replace every row of `notebook` in results.csv by `rows`; other notebooks' rows are kept.
+    `runs`, the notebook's run records (how each training run ended, its steps, seconds, utterances
+    per second and peak GPU memory), are written beside it as `<notebook>.runs.csv` (`runs_file`).
 
     Rows are validated first (all RESULT_COLUMNS present, nothing else, `value` a finite number,
     no key repeated), so a bad call leaves the file untouched. The file is rewritten atomically and
     kept sorted by notebook (rows of one notebook keep their given order). Returns the CSV path.
+    Under several processes only the main one writes (the others hold the same rows).
     """
     new = validate_results(rows, notebook)
     path = results_file(reports_dir)
-    ReportsFolder(path.parent).check([RESULTS_FILE])
+    if not is_main():
+        return path
+    ReportsFolder(path.parent).check([RESULTS_FILE] + ([runs_name(notebook)] if runs is not None else []))
+    if runs is not None:
+        ReportsFolder(path.parent).claim(runs_name(notebook))
+        atomic_write_text(path.parent / runs_name(notebook), runs.to_csv(index=False, lineterminator="\n"))
     old = load_results(reports_dir)
     kept = old[old["notebook"] != notebook]
     parts = [frame for frame in (kept, new) if not frame.empty]

@@ -24,6 +24,15 @@ import math
 import torch
 from torch import nn
 
+
+def checks_are_free(t: torch.Tensor) -> bool:
+    """Whether a data check inside a training step (empty masks, tasks without tokens) runs on `t`:
+    on the CPU it is free; on a GPU reading its answer would stall every step on a device sync, and
+    the batches there come from the same collates, which never build such rows (empty audio is
+    refused when it is read; every task has a token), as the CPU tests check."""
+    return t.device.type == "cpu"
+
+
 POOLINGS = ("mean", "attentive", "qkv")
 
 
@@ -41,7 +50,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         raise ValueError(f"mask {tuple(mask.shape)} does not match x {tuple(x.shape)} as [B, T]")
     m = mask.to(x.dtype)
     counts = m.sum(dim=1, dtype=torch.float32)
-    if bool((counts == 0).any()):
+    if checks_are_free(counts) and bool((counts == 0).any()):
         empty = torch.nonzero(counts == 0).flatten().tolist()
         raise ValueError(f"masked_mean: rows {empty} of the mask have no real frame")
     m = m.view(m.shape[0], *([1] * (x.dim() - 3)), m.shape[1], 1)
@@ -76,7 +85,7 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
         raise ValueError(f"mask {tuple(mask.shape)} does not match scores {tuple(scores.shape)} as [B, T]")
     real = mask.bool()
     empty = ~real.any(dim=1)
-    if bool(empty.any()):
+    if checks_are_free(empty) and bool(empty.any()):
         raise ValueError(f"masked_softmax: rows {torch.nonzero(empty).flatten().tolist()} of the mask have no real frame")
     return torch.softmax(scores.masked_fill(~real[:, None, :], float("-inf")), dim=-1)
 
@@ -140,6 +149,8 @@ class QKVPooling(nn.Module):
         self.head_dim = head_dim or max(1, out_dim // heads)
         self.query = nn.Parameter(torch.zeros(heads, self.head_dim))  # 0 = uniform weights at start
         self.key = nn.Linear(in_dim, heads * self.head_dim)
+        # b_h cancels in the softmax: it can never learn, and DDP refuses a trained parameter without a gradient
+        self.key.bias.requires_grad_(False)
         self.value = nn.Linear(in_dim, heads * self.head_dim)
         self.proj = nn.Linear(heads * self.head_dim, out_dim)
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from .. import distributed
 from ..training.precision import Precision, choose_precision
 from ..training.runtime import resolve_device
 from ..training.trainer import TrainConfig
@@ -16,6 +17,7 @@ class RunCard:
     """Collects the facts a reader needs to trust (and repeat) a notebook's numbers."""
 
     def __init__(self, notebook: str, params: dict):
+        distributed.init_from_env()  # under a launcher: join the other processes (serlib.study.runner)
         self.notebook = notebook
         self.params = params
         self.device = resolve_device(params.get("device", "auto"))
@@ -26,6 +28,9 @@ class RunCard:
             "profile": str(params.get("profile", "")),
             "seed": str(params.get("seed", 0)),
             "device": self.device,
+            "processes": str(distributed.world_size()) + (" (each training batch split across them: effective batch "
+                                                         "= batch_size x grad_accum x processes, see the runs table)"
+                                                         if distributed.world_size() > 1 else ""),
             "started (UTC)": self.started.strftime("%Y-%m-%d %H:%M:%S"),
         }
 

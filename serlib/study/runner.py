@@ -15,21 +15,39 @@ with exit status 1. After every notebook reports/run.json and reports/index.html
 
 Exit status: 0 all notebooks ran, 1 a notebook failed (or the run was interrupted), 2 bad usage
 (unknown profile or notebook, empty notebook list).
+
+Several processes, one machine (e.g. one per GPU):
+
+    torchrun --standalone --nproc-per-node 2 -m serlib.cli study --profile gpu    (make study GPUS=2)
+    accelerate launch --num_processes 2 -m serlib.cli study --profile gpu
+
+Every process runs this runner. The notebooks that train with the shared trainer
+(`MULTI_PROCESS_NOTEBOOKS`) run in one kernel per process, joined in one process group (a fresh
+port per notebook): the trainer splits each batch across them, the main process alone writes the
+feature cache, converted weights, results and reports (`serlib.training.distributed`); the other
+processes execute into a scratch folder that is removed at the end. The other notebooks run in the
+main process only, as one process. Processes wait for each other after every notebook; when one
+fails it exits at once and the launcher stops the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
-from ..evaluation.results import RESULTS_FILE, load_results, reports_path, restore_results
+from ..evaluation.results import RESULTS_FILE, load_results, reports_path, restore_results, runs_name
 from ..paths import PROJECT_ROOT
 from ..progress import progress_to_terminal
+from .. import distributed
 from .notebook_html import export_html
 from .params import load_profile, resolve_profile
 from .report import FAILED_DIR, INDEX_FILE, RUN_FILE, format_seconds, run_metadata, save_run, utc_now, write_index
@@ -39,6 +57,8 @@ NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 # The kernel name that means "this interpreter"; any other --kernel goes through jupyter's kernelspecs.
 DEFAULT_KERNEL = "python3"
 INJECTED_TAG = "injected-parameters"
+# Notebooks whose training runs data-parallel under a launcher (the others run in the main process).
+MULTI_PROCESS_NOTEBOOKS = ("01_baselines", "02_whisper_er", "03_serial_mtl", "04_phoneme_mtl")
 ERROR_MARKER_TAG = "papermill-error-cell-tag"
 
 
@@ -159,7 +179,7 @@ def _replace(src: Path, dst: Path, folder: ReportsFolder) -> None:
 def planned_files(names: list[str]) -> list[str]:
     """Every file a run of these notebooks may write in the reports folder."""
     per_notebook = [f"{d}{n}.{ext}" for n in names for d in ("", f"{FAILED_DIR}/") for ext in ("ipynb", "html")]
-    return [RUN_FILE, INDEX_FILE, RESULTS_FILE, *per_notebook]
+    return [RUN_FILE, INDEX_FILE, RESULTS_FILE, *per_notebook, *map(runs_name, names)]
 
 
 def _print_summary(entries: list[dict], index: Path) -> None:
@@ -286,9 +306,93 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ----------------------------------------------------------------------------------- processes
+class Processes:
+    """This runner's place among the launcher's processes (one process: rank 0 of 1, nothing to do).
+
+    The runners' own process group (gloo, over the launcher's MASTER_PORT) only agrees on each
+    notebook's port and waits at notebook ends, so its timeout is long: a notebook may take hours.
+    """
+
+    def __init__(self):
+        self.size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.init_process_group("gloo", timeout=timedelta(days=2))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def runs(self, name: str) -> bool:
+        """Whether this process executes notebook `name`."""
+        return self.main or name in MULTI_PROCESS_NOTEBOOKS
+
+    @contextmanager
+    def kernel_env(self, name: str):
+        """The environment the notebook's kernel starts with: its own process group on a fresh port,
+        or, for a notebook that runs in the main process only, one process."""
+        if self.size == 1:
+            yield
+            return
+        import torch.distributed as dist
+
+        if name in MULTI_PROCESS_NOTEBOOKS:
+            port = [_free_port() if self.main else None]
+            dist.broadcast_object_list(port, src=0)
+            # the kernels host their own store (not torchrun's agent store, which serves the runners)
+            env = {"MASTER_PORT": str(port[0]), "TORCHELASTIC_USE_AGENT_STORE": "False"}
+        else:
+            env = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def wait(self) -> None:
+        """Every process has finished the notebook (a failed one has exited instead)."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | None = None) -> int:
     """Command-line entry point; returns the exit status. `notebooks_dir` defaults to <repo>/notebooks."""
     args = build_parser().parse_args(argv)
+    procs = Processes()
+    if procs.main:
+        return _run(args, notebooks_dir, procs)
+    # Another process of a launched run: the same notebooks, written into a scratch folder.
+    scratch = Path(tempfile.mkdtemp(prefix=f"serlib-rank{procs.rank}-"))
+    try:
+        return _run(args, notebooks_dir, procs, reports=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args, notebooks_dir, procs: Processes, reports: Path | None = None) -> int:
+    """The run of one process (see the module notes); `reports` replaces --reports (other processes)."""
     nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
     try:
         params_file = resolve_profile(args.params)
@@ -299,7 +403,7 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
         print(f"serlib.study: error: {exc}", file=sys.stderr)
         return 2
 
-    reports_dir = reports_path(args.reports)
+    reports_dir = reports_path(reports or args.reports)
     planned = planned_files(names)
     try:  # nothing is written where a file of the user's would be overwritten
         folder = ReportsFolder(reports_dir)
@@ -317,6 +421,7 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
         kernel=args.kernel if args.kernel != DEFAULT_KERNEL else f"{DEFAULT_KERNEL} ({sys.executable})",
         status="running",
         finished=None,
+        processes=procs.size,
         notebooks=[{"name": n, "status": "pending", "wall_s": None, "error": None} for n in names],
     )
 
@@ -330,17 +435,27 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
 
     previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
     index = publish()
-    print(f"profile {run['profile']} ({params_file}): {len(names)} notebook(s) -> {reports_dir}", file=sys.stderr)
+    if procs.main:
+        print(f"profile {run['profile']} ({params_file}): {len(names)} notebook(s) -> {reports_dir}"
+              + (f", {procs.size} processes" if procs.size > 1 else ""), file=sys.stderr)
 
     status = 0
     try:
         for i, entry in enumerate(run["notebooks"], 1):
             name = entry["name"]
-            print(f"[{i}/{len(names)}] {name}", file=sys.stderr, flush=True)
+            if not procs.runs(name):
+                entry.update(status="skipped")
+                procs.wait()
+                continue
+            if procs.main:
+                print(f"[{i}/{len(names)}] {name}", file=sys.stderr, flush=True)
             entry.update(status="running", started=utc_now())
             publish()
-            ok = run_notebook(name, nb_dir, reports_dir, params_file, args.kernel, entry, folder)
-            if not ok:
+            with procs.kernel_env(name):
+                ok = run_notebook(name, nb_dir, reports_dir, params_file, args.kernel, entry, folder)
+            if ok:
+                procs.wait()
+            else:
                 _report_failure(entry, name, nb_dir, reports_dir)
                 for later in run["notebooks"][i:]:
                     later["status"] = "skipped"
@@ -366,7 +481,10 @@ def main(argv: list[str] | None = None, *, notebooks_dir: str | os.PathLike | No
 
     run.update(status="ok" if status == 0 else "failed", finished=utc_now())
     index = publish()
-    _print_summary(run["notebooks"], index)
+    if procs.main:
+        _print_summary(run["notebooks"], index)
+    if status == 0:
+        procs.close()
     return status
 
 

@@ -142,6 +142,7 @@ class RunStore:
             out.mkdir(parents=True, exist_ok=True)
             if resume and (out / "progress.json").is_file():
                 saved = json.loads((out / "progress.json").read_text(encoding="utf-8"))
+                saved["config"].setdefault("processes", 1)  # saved before the field existed: one process
                 changed = {k for k, v in config.items() if k not in RESUMABLE_CHANGES and saved["config"].get(k) != v}
                 if changed or saved["validate"] != validate:
                     raise ValueError(f"{out} holds a run with other settings ({sorted(changed) or 'validation'}); "

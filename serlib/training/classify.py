@@ -41,6 +41,12 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def lengths(self) -> list[int]:
+        """Frames per item (for TrainConfig.group_by_length); 1 each for pooled features."""
+        if not self.frames:
+            return [1] * len(self)
+        return [int(np.shape(f)[-2] if np.ndim(f) > 1 else np.shape(f)[0]) for f in self.features]
+
     def __getitem__(self, i):
         x = torch.as_tensor(self.features[i]).float()
         if self.stats is not None:

@@ -59,7 +59,7 @@ class CpuBf16Probe:
         return f"{self.cpu}; {flags}; bf16 matmul {self.bf16_gflops:.1f} vs fp32 {self.fp32_gflops:.1f} GFLOPS"
 
 
-def _cpu_info() -> tuple[str, set[str] | None]:
+def cpu_info() -> tuple[str, set[str] | None]:
     """(CPU model name, its feature flags) from /proc/cpuinfo; flags None off Linux."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
@@ -95,7 +95,7 @@ def matmul_gflops(dtype: torch.dtype, m: int = 256, k: int = 512, n: int = 1024,
 @functools.cache
 def probe_cpu_bf16() -> CpuBf16Probe:
     """Ask the CPU for native bf16 and time one small matmul each way (cached for the process)."""
-    name, flags = _cpu_info()
+    name, flags = cpu_info()
     found = None if flags is None else tuple(f for f in NATIVE_BF16_FLAGS if f in flags)
     return CpuBf16Probe(name, found, matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16))
 
@@ -164,6 +164,9 @@ def resolve_precision(precision: str | None = "auto", device: str = "cpu") -> st
 
 
 def autocast(device: torch.device | str, precision: str):
-    """bf16 autocast context on `device` when `precision` (a resolved name) is "bf16", else a no-op."""
+    """The autocast context of `precision` (a resolved name: bf16 or fp16) on `device`, as the trainer's
+    own (accelerate's) autocast: code outside the trainer (decoding, cached K/V) then computes as
+    training and validation did. "no": a no-op."""
     kind = device.type if isinstance(device, torch.device) else str(device)
-    return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(kind, dtype=dtype or torch.bfloat16, enabled=dtype is not None)

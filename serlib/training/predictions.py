@@ -50,7 +50,8 @@ def run_record(result: TrainResult | None, **keys) -> dict:
         return {"steps": 0, "best_step": None, "valid_score": float("nan"), "stop_reason": "not trained",
                 "train_s": 0.0, **keys}
     return {**keys, "steps": result.steps, "best_step": result.best_step, "valid_score": result.best_score,
-            "stop_reason": result.stop_reason, "train_s": result.wall_s}
+            "stop_reason": result.stop_reason, "train_s": result.wall_s, "effective_batch": result.effective_batch,
+            "processes": result.processes, "utt_per_s": result.utt_per_s, "peak_memory_gb": result.peak_memory_gb}
 
 
 @dataclass

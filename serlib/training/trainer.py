@@ -36,8 +36,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..progress import progress_bar
 from .allocator import keep_freed_memory
 from .checkpoints import RunStore, cpu_copy, load_trained, trained_state
+from .length_grouping import LengthGroupedSampler
 from .precision import choose_precision
-from .runtime import accelerator, resolve_device, seed_everything
+from .runtime import accelerator, configure_backends, resolve_device, seed_everything
 
 # Why a run stopped (TrainResult.stop_reason).
 STOP_REASONS = ("early_stop", "perfect_score", "step_budget")
@@ -51,7 +52,7 @@ class TrainConfig:
     """Plain values; defaults follow the Whisper-ER recipe (24k steps, batch 16, eval every 480)."""
 
     max_steps: int = 24_000  # optimizer steps
-    batch_size: int = 16  # per process and micro-step; effective batch = batch_size * grad_accum
+    batch_size: int = 16  # per process and micro-step; effective batch = batch_size * grad_accum * processes
     grad_accum: int = 1
     lr: float = 1e-5
     weight_decay: float = 0.01  # AdamW, on every trained parameter
@@ -75,6 +76,8 @@ class TrainConfig:
     resume: bool = True
     progress: bool = True
     num_workers: int = 0
+    # batches of similar length (training data with `lengths()`, e.g. log-mels): less padding; see length_grouping
+    group_by_length: bool = False
     eval_batch_size: int | None = None  # validation batch size (default: batch_size)
 
     def __post_init__(self):
@@ -123,6 +126,14 @@ class TrainResult:
     stop_reason: str | None  # one of STOP_REASONS (None: the run has not reached a validation point)
     wall_s: float  # training time, summed over resumed sessions
     averaged_steps: list[int]  # the steps whose checkpoints were averaged, best first
+    processes: int = 1  # data-parallel processes the batches were split over
+    effective_batch: int = 0  # utterances per optimizer step: batch_size * grad_accum * processes
+    peak_memory_gb: float = float("nan")  # peak GPU memory allocated by this fit (NaN off CUDA)
+
+    @property
+    def utt_per_s(self) -> float:
+        """Training utterances per second (validation time included), over the whole run."""
+        return self.steps * self.effective_batch / self.wall_s if self.wall_s > 0 else float("nan")
 
 
 class _OnDevice:
@@ -228,22 +239,34 @@ def fit(
     submodules when gradients must sync); `evaluate_fn` gets the plain model in eval mode, under
     torch.no_grad() and the same autocast, and returns a dict with `config.metric` (higher is better).
     Without `valid_data`: train `max_steps`, no early stopping, and return the last model.
-    The data order is a seeded shuffle per epoch (seed, epoch), so a resumed run sees the same one.
+    The data order is a seeded shuffle per epoch (seed, epoch), so a resumed run sees the same one;
+    under several processes each takes its share of every batch, and each draws its own random
+    numbers (dropout) from seed + rank. The number of processes is part of the run's settings: a
+    run resumes only with as many as it started with.
     """
     cfg = config or TrainConfig()
     device = resolve_device(cfg.device)
     keep_freed_memory()
+    configure_backends(device)
     acc = accelerator(device, choose_precision(cfg.precision, device).name, cfg.grad_accum)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats(acc.device)
+    settings = {**cfg.to_json(), "processes": acc.num_processes}
     validate = valid_data is not None
     if validate and evaluate_fn is None:
         raise ValueError("valid_data was given without an evaluate_fn")
     store = RunStore(cfg.out_dir, acc, cfg.top_k)
-    p = store.start(cfg.to_json(), validate, cfg.resume)
-    seed_everything(cfg.seed)
+    p = store.start(settings, validate, cfg.resume)
+    seed_everything(cfg.seed + acc.process_index)
 
     generator = torch.Generator()  # re-seeded at every epoch (_batches)
-    loader = DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                        collate_fn=collate_fn, num_workers=cfg.num_workers, pin_memory=device == "cuda")
+    order = {"shuffle": True}
+    if cfg.group_by_length:
+        if not hasattr(train_data, "lengths"):
+            raise ValueError(f"group_by_length needs training data with lengths(); {type(train_data).__name__} has none")
+        order = {"sampler": LengthGroupedSampler(train_data.lengths(), cfg.batch_size * acc.num_processes, generator)}
+    loader = DataLoader(train_data, batch_size=cfg.batch_size, generator=generator, collate_fn=collate_fn,
+                        num_workers=cfg.num_workers, pin_memory=device == "cuda", **order)
     valid_loader = None
     if validate:
         valid_loader = _OnDevice(DataLoader(valid_data, batch_size=cfg.eval_batch_size or cfg.batch_size,
@@ -297,7 +320,7 @@ def fit(
         p["elapsed_s"] = time.perf_counter() - start
         record["elapsed_s"] = p["elapsed_s"]
         p["history"].append(record)
-        store.save(p, state, optimizer, scheduler, acc.scaler, cfg.to_json(), validate)
+        store.save(p, state, optimizer, scheduler, acc.scaler, settings, validate)
     bar.close()
     stream.close()
 
@@ -309,4 +332,6 @@ def fit(
     return TrainResult(model=model, history=pd.DataFrame(p["history"]),
                        best_score=float("nan") if best is None else float(best), best_step=p["best_step"],
                        steps=p["step"], stopped_early=p["stopped_early"], stop_reason=p["stop_reason"],
-                       wall_s=float(p["elapsed_s"]), averaged_steps=[e["step"] for e in p["topk"]])
+                       wall_s=float(p["elapsed_s"]), averaged_steps=[e["step"] for e in p["topk"]],
+                       processes=acc.num_processes, effective_batch=cfg.batch_size * cfg.grad_accum * acc.num_processes,
+                       peak_memory_gb=torch.cuda.max_memory_allocated(acc.device) / 2**30 if device == "cuda" else float("nan"))

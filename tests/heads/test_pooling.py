@@ -209,3 +209,42 @@ def test_knn_agreement_counts_neighbours_that_share_the_label():
     assert knn_agreement(x1, ["a", "a", "b", "b", "b", "b"], k=1) == pytest.approx(5 / 6)
     with pytest.raises(ValueError, match="k must be"):
         knn_agreement(x, list("aaabbb"), k=6)
+
+
+def test_the_attention_inspection_reads_the_fold_on_the_models_device():
+    """What 01 plots: standardised as in training, and sent to the device the model is on (a model
+    fine-tuned on a GPU; here parameters on `meta` stand in for it, and the spy records the devices)."""
+    from serlib.data.folds import Fold
+    from serlib.methods.attentive_pooling.run import attention_weights
+
+    frames = [torch.full((3 + i, 4), float(i)) for i in range(4)]
+    fold = Fold("f", train=np.array([0, 1, 2]), valid=np.array([], dtype=int), test=np.array([3]))
+    model = PooledClassifier(4, 2, "attentive", out_dim=8, heads=2, hidden=4)
+    seen = {}
+
+    def spy(x, mask):
+        seen.update(x=x.device, mask=mask.device, first=x[0, 0, 0].item() if x.device.type == "cpu" else None)
+        return torch.full((1, 2, x.shape[1]), 1 / x.shape[1])
+
+    model.attention = spy
+    weights = attention_weights(model, frames, fold, 0)
+    assert weights.shape == (2, 6) and np.allclose(weights.sum(axis=1), 1)
+    mean, std = feature_stats(frames, fold.train)
+    assert seen["first"] == pytest.approx(float((3.0 - mean.flatten()[0]) / std.flatten()[0]))  # training statistics
+    model.to("meta")
+    attention_weights(model, frames, fold, 0)
+    assert seen["x"].type == seen["mask"].type == "meta"
+
+
+@pytest.mark.parametrize("name", ["mean", "attentive", "qkv"])
+@pytest.mark.parametrize("layers", [None, 3])
+def test_every_trained_parameter_gets_a_gradient(name, layers):
+    """What DDP requires of every model it wraps (several GPUs): no trained parameter left out of the loss."""
+    seed_everything(0)
+    net = _non_uniform(PooledClassifier(6, 3, name, out_dim=8, heads=2, hidden=4, num_layers=layers))
+    x = torch.randn(2, 5, 6) if layers is None else torch.randn(2, layers, 5, 6)
+    if name == "mean":
+        x = x.mean(dim=-2)
+    out = net(x, None if name == "mean" else torch.ones(2, 5, dtype=torch.bool))
+    out.sum().backward()
+    assert [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None] == []

@@ -15,6 +15,7 @@ from serlib.methods.whisper_er.loss import serial_mtl_loss, stl_loss
 from serlib.methods.whisper_er.model import (
     CrossKV,
     DecoderCache,
+    ERForward,
     cross_attention_kv,
     decoder_logits,
     extend_vocabulary,
@@ -127,6 +128,23 @@ def test_decoding_ignores_encoder_padding(whisper):
     together = decoder_logits(model, ids, enc, mask)
     alone = decoder_logits(model, ids[:1], states[0][None], torch.ones(1, 7, dtype=torch.bool))
     torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_best_token_choices_see_float32_logits_under_bf16():
+    """Validation and beam search pick tokens from fp32 logits, so bf16 rounding makes no ties (whose
+    argmax would fall to the lowest id); the training loss keeps the autocast's logits."""
+    model = tiny_whisper(seed=4).eval()
+    enc = torch.randn(1, 9, 16, generator=torch.Generator().manual_seed(5))
+    batch = {"input_ids": torch.tensor([[2, 5, 7]]), "enc": enc, "enc_mask": torch.ones(1, 9, dtype=torch.bool),
+             "positions": None}
+    forward = ERForward(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert forward(batch).dtype == torch.bfloat16
+        exact = forward(batch, fp32_logits=True)
+    assert exact.dtype == torch.float32
+    assert not torch.equal(exact, exact.bfloat16().float())  # bf16 would have rounded (and tied) them
+    assert [n for n, _ in forward.named_parameters()][0].startswith("whisper.")
 
 
 @torch.no_grad()
@@ -287,7 +305,7 @@ def test_the_fallback_takes_the_best_emotion_token_where_the_emotion_belongs(whi
     vocab = extend_vocabulary(whisper, EMOTIONS)
     seen = {}
 
-    def fake_logits(model, ids, encoder, mask, cache=None, positions=None):
+    def fake_logits(model, ids, encoder, mask, cache=None, positions=None, fp32_logits=False):
         seen["ids"] = ids.tolist()
         logits = torch.zeros(1, ids.shape[1], len(whisper.tokenizer))
         logits[0, -1, 7] = 50.0  # a text token: the overall argmax
@@ -300,3 +318,18 @@ def test_the_fallback_takes_the_best_emotion_token_where_the_emotion_belongs(whi
     hypothesis = [vocab.genders["male"]]
     got = fallback_emotion(None, None, torch.ones(1, 3, dtype=torch.bool), vocab.prefix, hypothesis, vocab)
     assert got == "sad" and seen["ids"] == [vocab.prefix + hypothesis]
+
+
+def test_targets_are_tokenised_once_per_dataset_not_per_batch(whisper):
+    """The slow tokenizer runs when the dataset is made; batches (every step) only pad."""
+    vocab = extend_vocabulary(whisper, EMOTIONS)
+    rows = [{"text": "Kids are talking by the door.", "gender": "male", "emotion": e} for e in EMOTIONS]
+    calls = []
+    encode = whisper.tokenizer.encode
+    whisper.tokenizer.encode = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    data = ERDataset([torch.randn(5, 16) for _ in rows], rows, vocab, whisper.tokenizer, ("asr", "ser"))
+    made = len(calls)
+    collate = er_collate(vocab, ("asr", "ser"), inputs="states")
+    for _ in range(3):
+        collate([data[i] for i in range(len(data))])
+    assert made == len(rows) and len(calls) == made and data.lengths() == [5] * len(rows)

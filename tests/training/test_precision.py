@@ -76,13 +76,37 @@ def test_the_real_probe_agrees_with_its_own_numbers():
     assert choose_precision("auto", "cpu").name == ("bf16" if probe.native else "no")
 
 
-def test_autocast_helper_casts_only_for_bf16():
+def test_autocast_helper_casts_as_the_trainer_does():
+    """Decoding computes in the precision validation ran in (accelerate's autocast): bf16, fp16, or none."""
     x = torch.randn(4, 8)
     w = torch.randn(8, 3)
     with prec.autocast("cpu", "bf16"):
         assert (x @ w).dtype == torch.bfloat16
+    with prec.autocast("cpu", "fp16"):
+        assert (x @ w).dtype == torch.float16
     with prec.autocast(torch.device("cpu"), "no"):
         assert (x @ w).dtype == torch.float32
+
+
+def test_cuda_runs_get_deterministic_kernels_and_tf32(monkeypatch):
+    import os
+
+    from serlib.training.runtime import configure_backends
+
+    calls = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda on, warn_only=False: calls.append((on, warn_only)))
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        cudnn.deterministic, cudnn.benchmark, matmul.allow_tf32 = False, True, False
+        configure_backends("cpu")
+        assert not calls and cudnn.benchmark and not matmul.allow_tf32  # nothing changes on CPU
+        configure_backends("cuda")
+        assert calls == [(True, True)] and cudnn.deterministic and not cudnn.benchmark
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")  # cuBLAS's deterministic workspaces
 
 
 def _precisions(node, path=""):

@@ -320,3 +320,34 @@ def test_every_run_says_how_it_ended():
     assert list(stalled.history["step"]) == [2, 4, 6, 8]
     unvalidated = fit(linear(), blobs(48, 0), None, loss_fn, None, cfg(max_steps=4))
     assert unvalidated.stop_reason == "step_budget"
+
+
+def test_length_grouped_batches_cover_the_data_with_less_padding_and_repeat():
+    from serlib.training.length_grouping import LengthGroupedSampler, padding_share
+
+    lengths = torch.randint(30, 1500, (640,), generator=torch.Generator().manual_seed(0)).tolist()  # IEMOCAP-like
+    order = list(LengthGroupedSampler(lengths, 16, torch.Generator().manual_seed(1)))
+    assert sorted(order) == list(range(640))  # every utterance once per epoch
+    assert order == list(LengthGroupedSampler(lengths, 16, torch.Generator().manual_seed(1)))  # seeded
+    assert order != list(LengthGroupedSampler(lengths, 16, torch.Generator().manual_seed(2)))  # still shuffled
+    shuffled = torch.randperm(640, generator=torch.Generator().manual_seed(1)).tolist()
+    assert padding_share(lengths, order, 16) < 0.1 < 0.3 < padding_share(lengths, shuffled, 16)
+
+
+def test_fit_groups_by_length_when_asked_and_refuses_data_without_lengths():
+    from serlib.training.classify import FeatureDataset, collate_frames
+
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.randn(int(n), 3, generator=g) for n in torch.randint(2, 40, (24,), generator=g)]
+    data = FeatureDataset(frames, [i % 2 for i in range(24)])
+    seen = []
+
+    def loss(model, batch):
+        seen.append(batch["mask"].float().mean().item())  # real share of the batch
+        return torch.nn.functional.cross_entropy(model(batch["x"].mean(1)), batch["y"])
+
+    config = TrainConfig(max_steps=6, batch_size=4, eval_every=3, device="cpu", progress=False, group_by_length=True)
+    fit(torch.nn.Linear(3, 2), data, None, loss, None, config, collate_fn=collate_frames)
+    assert min(seen) > 0.6  # batches of similar length (random ones of these lengths are ~50 % padding)
+    with pytest.raises(ValueError, match="lengths"):
+        fit(torch.nn.Linear(3, 2), [(torch.zeros(3), 0)] * 8, None, loss, None, config)

@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ...data.folds import Fold
 from ...data.prepare import PreparedCorpus
 from ...heads.classifier import PooledClassifier, count_parameters
-from ...training.classify import train_and_predict
+from ...training.classify import feature_stats, train_and_predict
 from ...training.predictions import Collector, FoldResults, prediction_rows
 from ...training.runtime import seed_everything
 from ...training.trainer import TrainConfig
@@ -50,6 +51,18 @@ def pooling_comparison(corpus: PreparedCorpus, inputs: dict[str, object], folds:
                         model=model, method=label, fold=fold.name, pooling=method, parameters=count_parameters(net))
                 out.models[method] = (result.model, fold)
     return out.result()
+
+
+@torch.no_grad()
+def attention_weights(model, frames: Sequence[torch.Tensor], fold: Fold, index: int) -> np.ndarray:
+    """The attention weights [heads, T] a pooling head gives test utterance `fold.test[index]`, its
+    frames standardised with the fold's training statistics as in training, on the model's device
+    (a GPU after fine-tuning there)."""
+    mean, std = feature_stats(frames, fold.train)
+    x = (frames[fold.test[index]].float() - mean) / std
+    device = next(model.parameters()).device
+    mask = torch.ones(1, x.shape[0], dtype=torch.bool, device=device)
+    return model.attention(x[None].to(device), mask)[0].float().cpu().numpy()
 
 
 def layer_study(corpus: PreparedCorpus, protocol: str, folds: list[Fold], n_states: int,

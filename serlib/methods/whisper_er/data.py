@@ -129,6 +129,10 @@ class ERDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def lengths(self) -> list[int]:
+        """Encoder frames (or log-mel frames) per item, for TrainConfig.group_by_length."""
+        return [int(e.shape[-2]) for e in self.encoder]
+
     def __getitem__(self, i):
         return self.encoder[i], self.targets[i]
 

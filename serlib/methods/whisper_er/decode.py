@@ -51,7 +51,7 @@ def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tens
     enc, enc_mask = cross.repeat_interleave(beam), encoder_mask.repeat_interleave(beam, dim=0)
     tokens = torch.tensor(prefixes, device=device).repeat_interleave(beam, dim=0)
     cache = DecoderCache()
-    logits = decoder_logits(model, tokens, enc, enc_mask, cache)[:, -1]
+    logits = decoder_logits(model, tokens, enc, enc_mask, cache, fp32_logits=True)[:, -1]
     scores = torch.full((b, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
     finished = torch.zeros(b * beam, dtype=torch.bool, device=device)
@@ -73,7 +73,7 @@ def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tens
         cache.reorder(source)
         if bool(finished.all()):
             break
-        logits = decoder_logits(model, token[:, None], enc, enc_mask, cache)[:, -1]
+        logits = decoder_logits(model, token[:, None], enc, enc_mask, cache, fp32_logits=True)[:, -1]
     out = []
     lengths = []
     for row in generated.tolist():
@@ -98,7 +98,7 @@ def fallback_emotion(model, encoder, encoder_mask, prefix: list[int], tokens: li
     the hypothesis up to its first emotion-less end (everything it produced, <|endoftext|> excluded).
     """
     ids = torch.tensor([prefix + tokens], device=encoder_mask.device)
-    logits = decoder_logits(model, ids, encoder, encoder_mask)[0, -1]
+    logits = decoder_logits(model, ids, encoder, encoder_mask, fp32_logits=True)[0, -1]
     emotion_ids = torch.tensor(vocab.emotion_ids, device=logits.device)
     names = list(vocab.emotions)
     return names[int(logits[emotion_ids].argmax())]

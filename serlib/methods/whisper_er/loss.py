@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import decoder_logits
+from ...heads.pooling import checks_are_free
+
 
 
 def stl_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -26,18 +27,18 @@ def serial_mtl_loss(logits: torch.Tensor, labels: torch.Tensor, task: torch.Tens
     for t in range(n_tasks):
         member = (task == t) & (labels != -100)
         count = member.sum(dim=1)
-        if bool((count == 0).any()):
+        if checks_are_free(count) and bool((count == 0).any()):
             raise ValueError(f"task {t} has no scored token in some utterance")
         total = total + (nll * member).sum(dim=1) / count
     return total.mean()
 
 
 def er_loss(n_tasks: int, serial: bool):
-    """loss_fn for the trainer: equation 5 (`serial=False`, one task) or equation 6."""
+    """loss_fn for the trainer: equation 5 (`serial=False`, one task) or equation 6. `model` is the
+    (possibly DDP-wrapped) `ERForward`."""
 
     def loss_fn(model, batch) -> torch.Tensor:
-        logits = decoder_logits(model, batch["input_ids"], batch["enc"], batch["enc_mask"],
-                                positions=batch["positions"])
+        logits = model(batch)
         if serial:
             return serial_mtl_loss(logits, batch["labels"], batch["task"], n_tasks)
         return stl_loss(logits, batch["labels"])

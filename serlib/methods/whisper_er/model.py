@@ -165,7 +165,13 @@ def train_new_rows_only(model, vocab: ERVocabulary) -> None:
     model.proj_out.weight.requires_grad_(False)  # the old tied matrix: no longer used, never trained
 
 
-def _vocabulary_logits(model, h: torch.Tensor) -> torch.Tensor:
+def _vocabulary_logits(model, h: torch.Tensor, fp32: bool = False) -> torch.Tensor:
+    """Token logits of decoder states; `fp32`: computed in float32 whatever the autocast, so that
+    picking the best token (validation, beam search) sees no ties from bf16/fp16 rounding (bf16 keeps
+    8 bits of mantissa: near-equal logits round to one value, and argmax takes the lowest id)."""
+    if fp32 and (h.dtype != torch.float32 or torch.is_autocast_enabled(h.device.type)):
+        with torch.autocast(h.device.type, enabled=False):
+            return _vocabulary_logits(model, h.float())
     tokens = model.model.decoder.embed_tokens
     return tokens.logits(h) if isinstance(tokens, SplitEmbedding) else model.proj_out(h)
 
@@ -347,7 +353,7 @@ def _decoder_layer(layer, i: int, h: torch.Tensor, causal: torch.Tensor, cross: 
 
 def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | CrossKV | MelBatch,
                    encoder_mask: torch.Tensor, cache: DecoderCache | None = None,
-                   positions: torch.Tensor | None = None) -> torch.Tensor:
+                   positions: torch.Tensor | None = None, fp32_logits: bool = False) -> torch.Tensor:
     """Logits [B, T, V] of Whisper's decoder over real encoder frames only.
 
     `encoder` is the encoder states [B, S, D], their precomputed cross-attention keys/values, or
@@ -356,6 +362,7 @@ def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | Cross
     is read at the first call and kept in the cache.
     `positions` [B, T] selects the output positions whose logits are needed (training scores only
     a few of them, and the vocabulary projection is a large part of a short-target step).
+    `fp32_logits`: the vocabulary projection in float32 (see `_vocabulary_logits`).
     """
     dec = model.model.decoder
     if cache is not None and cache.cross is not None:
@@ -377,4 +384,21 @@ def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | Cross
     h = dec.layer_norm(h)
     if positions is not None:
         h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))
-    return _vocabulary_logits(model, h)
+    return _vocabulary_logits(model, h, fp32_logits)
+
+
+class ERForward(nn.Module):
+    """Whisper-ER's teacher-forced forward as a module of its own, the model the trainer is given.
+
+    Under DDP the trainer wraps what it is given and gradients sync only through the wrapper's
+    forward: the loss calls this module (`model(batch)`), never `decoder_logits` on submodules of a
+    wrapped model. Its parameters are the Whisper model's (names prefixed `whisper.`).
+    """
+
+    def __init__(self, whisper: nn.Module):
+        super().__init__()
+        self.whisper = whisper
+
+    def forward(self, batch: dict, fp32_logits: bool = False) -> torch.Tensor:
+        return decoder_logits(self.whisper, batch["input_ids"], batch["enc"], batch["enc_mask"],
+                              positions=batch["positions"], fp32_logits=fp32_logits)

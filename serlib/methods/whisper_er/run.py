@@ -30,6 +30,7 @@ from ...data.audio import load_audio
 from ...data.folds import Fold
 from ...data.prepare import PreparedCorpus
 from ...evaluation.metrics import classification_metrics
+from ...distributed import gather
 from ...training.precision import resolve_precision
 from ...training.predictions import Collector, FoldResults, prediction_rows
 from ...training.trainer import TrainConfig, TrainResult, fit
@@ -38,8 +39,8 @@ from .data import DecoderInputs, ERDataset, corpus_inputs, er_collate, longest_t
 from .decode import decode, zero_shot_transcripts
 from .loss import er_loss
 from .model import (
+    ERForward,
     ERVocabulary,
-    decoder_logits,
     extend_vocabulary,
     freeze_cross_attention_kv,
     randomise_decoder,
@@ -125,14 +126,14 @@ def teacher_forced_evaluate(vocab: ERVocabulary, classes: list[str]):
     def evaluate(model, loader) -> dict[str, float]:
         model.eval()
         labels, guesses = [], []
-        for batch in loader:
-            logits = decoder_logits(model, batch["input_ids"], batch["enc"], batch["enc_mask"],
-                                    positions=batch["positions"])
-            scored = batch["labels"] != -100
-            labels.append(batch["labels"][scored].cpu())
-            guesses.append(logits.argmax(-1)[scored].cpu())
+        for batch in loader:  # kept on the device: one transfer at the end, no sync per batch
+            logits = model(batch, fp32_logits=True)  # the ERForward; no bf16 ties at the argmax
+            labels.append(batch["labels"].flatten())
+            guesses.append(logits.argmax(-1).flatten())
         model.train()
-        return teacher_forced_scores(torch.cat(labels), torch.cat(guesses), vocab, classes)
+        labels, guesses = torch.cat(labels).cpu(), torch.cat(guesses).cpu()
+        scored = labels != -100
+        return teacher_forced_scores(labels[scored], guesses[scored], vocab, classes)
 
     return evaluate
 
@@ -148,8 +149,8 @@ def teacher_forced_scores(labels: torch.Tensor, guesses: torch.Tensor, vocab: ER
     scores = {}
     if is_emotion.any():
         emotion_of = {i: e for e, i in vocab.emotions.items()}
-        y_true = [emotion_of[int(i)] for i in labels[is_emotion]]
-        y_pred = [emotion_of.get(int(i), "none") for i in guesses[is_emotion]]
+        y_true = [emotion_of[i] for i in labels[is_emotion].tolist()]  # CPU tensors: one conversion each
+        y_pred = [emotion_of.get(i, "none") for i in guesses[is_emotion].tolist()]
         scores["UA"] = classification_metrics(y_true, y_pred, classes + ["none"])["UA"]
     if is_gender.any():
         scores["GR_acc"] = float(hits[is_gender].float().mean())
@@ -166,7 +167,7 @@ def train(whisper, vocab: ERVocabulary, system: System, classes: list[str], trai
     data = lambda inputs, rows: ERDataset(inputs, rows, vocab, whisper.tokenizer, system.tasks)  # noqa: E731
     valid = data(valid_inputs, valid_rows) if valid_inputs else None
     config = replace(config, metric=system.metric)
-    return fit(whisper.model, data(train_inputs, train_rows), valid,
+    return fit(ERForward(whisper.model), data(train_inputs, train_rows), valid,
                er_loss(len(system.tasks), system.serial), teacher_forced_evaluate(vocab, classes), config,
                collate_fn=collate)
 
@@ -188,8 +189,10 @@ def run_fold(template, classes: list[str], language: str, system: System, fold: 
     start = time.perf_counter()
     room = longest_target(vocab, whisper.tokenizer, system.tasks, train_rows) + 2  # a little longer than seen
     precision = resolve_precision(config.precision, next(whisper.model.parameters()).device.type)
-    out = decode(whisper, vocab, system.tasks, pick(fold.test), recipe.inputs, beam=beam, max_new_tokens=room,
-                 precision=precision)
+    # beam search, the costly part, split across processes (one process: all of it here)
+    out = pd.DataFrame(gather(lambda part: decode(whisper, vocab, system.tasks, part, recipe.inputs, beam=beam,
+                                                  max_new_tokens=room, precision=precision).to_dict("records"),
+                              pick(fold.test)))
     return out, result, time.perf_counter() - start
 
 
