@@ -23,9 +23,10 @@ import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
-# Ranks wait for each other inside a notebook (cache built by the main process, a test set decoded
-# by the slowest one); longer waits than this mean a process died.
-TIMEOUT = timedelta(minutes=60)
+# Ranks wait for each other inside a notebook (a cold feature cache built by the main process, a
+# test set decoded by the slowest one); longer waits than this mean a process died.
+TIMEOUT = timedelta(hours=6)
+_nested = [0]  # main_first blocks entered and not yet left (in this process)
 
 
 def launched() -> bool:
@@ -66,12 +67,36 @@ def barrier() -> None:
 
 @contextmanager
 def main_first() -> Iterator[None]:
-    """The main process runs the block first; the others wait for it, then run it (finding its files)."""
-    if not is_main():
+    """The main process runs the block first; the others wait for it, then run it (finding its files).
+
+    Re-entrant: inside a main_first block (the cache building, which may first convert weights) an
+    inner one only runs its block, so the outer barrier is the one that releases the others."""
+    outer = _nested[0] == 0
+    if outer and not is_main():
         barrier()
-    yield
-    if is_main():
+    _nested[0] += 1
+    try:
+        yield
+    finally:
+        _nested[0] -= 1
+    if outer and is_main():
         barrier()
+
+
+def all_gather(obj: Any) -> list[Any]:
+    """Every process's `obj`, in rank order (one process: [obj])."""
+    if world_size() == 1:
+        return [obj]
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def broadcast_tensors(tensors) -> None:
+    """The main process's values of `tensors` (on this process's device) copied into every process's."""
+    if world_size() > 1:
+        for t in tensors:
+            dist.broadcast(t, src=0)
 
 
 def gather(fn: Callable[[Sequence[T]], list[Any]], items: Sequence[T]) -> list[Any]:
@@ -84,10 +109,8 @@ def gather(fn: Callable[[Sequence[T]], list[Any]], items: Sequence[T]) -> list[A
     results = list(fn([items[i] for i in mine])) if mine else []
     if len(results) != len(mine):
         raise ValueError(f"fn gave {len(results)} results for {len(mine)} items")
-    parts: list[Any] = [None] * n
-    dist.all_gather_object(parts, list(zip(mine, results)))
     out: list[Any] = [None] * len(items)
-    for part in parts:
+    for part in all_gather(list(zip(mine, results))):
         for i, result in part:
             out[i] = result
     return out

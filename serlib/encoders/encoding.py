@@ -104,6 +104,38 @@ def encode_batch(encoder, mels: Sequence[torch.Tensor], layers: Sequence[int] | 
     return stacked, frame_mask
 
 
+def keep_top_layers(encoder, k: int) -> int:
+    """Cut `encoder` (a copy: it is changed in place) down to the part that trains when fine-tuning is
+    partial: its top `k` layers and final layer norm. The layers below go (their output, hidden state
+    L - k, is read from the feature cache) and the front end stays, frozen, for the cache's sake.
+    Returns L - k, the hidden-state index whose cached states `encode_from` takes."""
+    n = len(encoder.layers)
+    if not 1 <= k <= n:
+        raise ValueError(f"encoder_layers must be between 1 and the encoder's {n} layers, got {k}")
+    encoder.layers = torch.nn.ModuleList(list(encoder.layers)[n - k:])
+    for part in (encoder.conv1, encoder.conv2, encoder.embed_positions):
+        part.requires_grad_(False)
+    return n - k
+
+
+def encode_from(encoder, states: torch.Tensor, frame_mask: torch.Tensor, all_states: bool = False) -> torch.Tensor:
+    """The encoder's layers and final layer norm on hidden states [B, T, D] of the layer below them
+    (the cached states of layer L - k for an encoder cut by `keep_top_layers`), padding masked as in
+    `encode_batch`: the encoder output [B, T, D], or with `all_states` the output of every layer
+    [B, layers, T, D] (the last with the layer norm). Padded frames are zero."""
+    keep = frame_mask.bool()
+    attn = torch.zeros(keep.shape, dtype=states.dtype, device=states.device)
+    attn = attn.masked_fill(~keep, torch.finfo(states.dtype).min)[:, None, None, :].expand(-1, 1, keep.shape[1], -1)
+    h, out = states, []
+    for i, layer in enumerate(encoder.layers, start=1):
+        h = layer(h, attn)
+        if i == len(encoder.layers):
+            h = encoder.layer_norm(h)
+        out.append(h)
+    zero = keep[:, None, :, None].to(h.dtype)
+    return torch.stack(out, dim=1) * zero if all_states else h * zero[:, 0]
+
+
 def length_batches(lengths: Sequence[int], max_frames: int = 6000, max_batch: int = 32) -> Iterator[list[int]]:
     """Indices grouped by similar length, each group padding to at most `max_frames` mel frames in total."""
     order = np.argsort(np.asarray(lengths), kind="stable")

@@ -74,8 +74,15 @@ class PooledClassifier(nn.Module):
             return x
         return masked_mean(x, mask) if self.pooling is None else self.pooling(x, mask)
 
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Dropout and the classifier on pooled vectors [B, D'], in float32 whatever the autocast: class
+        scores are compared (argmax, softmax), and bf16 rounding would turn near ties into exact ones
+        (taken by the lowest class). The layer is small, so this costs nothing measurable."""
+        with torch.autocast(pooled.device.type, enabled=False):
+            return self.out(self.dropout(pooled.float()))
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.out(self.dropout(self.embed(x, mask)))
+        return self.classify(self.embed(x, mask))
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor | None:
         """The pooling's weights [B, heads, T] over the (layer-mixed) frames; None for mean pooling."""

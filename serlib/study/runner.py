@@ -344,18 +344,14 @@ class Processes:
             dist.broadcast_object_list(port, src=0)
             # the kernels host their own store (not torchrun's agent store, which serves the runners)
             env = {"MASTER_PORT": str(port[0]), "TORCHELASTIC_USE_AGENT_STORE": "False"}
-        else:
-            env = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+        else:  # nothing of the launch: one process with every core (torchrun set 1 thread per process)
+            env = {k: None for k in os.environ if k in LAUNCH_VARIABLES or k.startswith("TORCHELASTIC_")}
         saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
+        _set_env(env)
         try:
             yield
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            _set_env(saved)
 
     def wait(self) -> None:
         """Every process has finished the notebook (a failed one has exited instead)."""
@@ -369,6 +365,20 @@ class Processes:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+# What torchrun (and accelerate launch) put in each process's environment.
+LAUNCH_VARIABLES = {"WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                    "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS"}
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    """Set (None: remove) environment variables of this process, which its kernels inherit."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _free_port() -> int:

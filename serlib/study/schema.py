@@ -81,7 +81,7 @@ TRAIN["lr_multipliers"] = Opt(nullable(MapOf(FLOAT)))
 TRAIN["betas"] = Opt(ListOf(FLOAT))
 UDA_TRAIN = _dataclass_keys(UDAConfig, {"decouple", "corpus_align", "class_align", "seed", "device"})
 MAX_FOLDS = Opt(Either((INT, MapOf(nullable(INT)), NONE)))
-MODE = Choice(("frozen", "finetune"))
+MODE = Choice(("frozen", "partial", "finetune"))  # partial: the top `encoder_layers` train on cached states
 MODELS = MapOf(nullable(ListOf(STR)))  # Whisper size -> languages it runs on (null: every corpus)
 HEAD = {"out_dim": Opt(INT), "heads": Opt(INT), "hidden": Opt(nullable(INT)), "dropout": Opt(FLOAT)}
 UMAP = {"n_neighbors": INT, "min_dist": FLOAT, "models": Opt(ListOf(STR))}
@@ -106,14 +106,14 @@ COMMON = {
     "whisper": STR, "corpora": MapOf(CORPUS),
 }
 ER = {
-    "protocols": MapOf(STR), "max_folds": MAX_FOLDS, "mode": MODE, "decoder": Choice(("light", "full")),
-    "beam": INT, "examples": INT, "baseline_train": TRAIN, "train": TRAIN,
+    "protocols": MapOf(STR), "max_folds": MAX_FOLDS, "mode": MODE, "encoder_layers": INT,
+    "decoder": Choice(("light", "full")), "beam": INT, "examples": INT, "baseline_train": TRAIN, "train": TRAIN,
 }
 SECTIONS = {
     "00_data": {"corpora_to_run": ListOf(STR), "audio_examples": INT},
     "01_baselines": {
-        "protocols": MapOf(ListOf(STR)), "max_folds": MAX_FOLDS, "mode": MODE, "layer": INT, "head": HEAD,
-        "train": TRAIN,
+        "protocols": MapOf(ListOf(STR)), "max_folds": MAX_FOLDS, "mode": MODE, "encoder_layers": INT, "layer": INT,
+        "head": HEAD, "train": TRAIN,
         "pooling": {"protocols": MapOf(ListOf(STR)), "max_folds": MAX_FOLDS,
                     "methods": ListOf(Choice(("mean", "attentive", "qkv"))),
                     "frame_group": INT, "torch_threads": INT, "head": HEAD, "train": TRAIN},
@@ -123,7 +123,7 @@ SECTIONS = {
                       "zero_shot_utterances": nullable(INT)},
     "04_phoneme_mtl": {
         "protocols": MapOf(STR), "max_folds": MAX_FOLDS, "lambdas": ListOf(FLOAT), "seeds": ListOf(INT), "mode": MODE,
-        "frame_group": INT, "torch_threads": INT, "head": HEAD,
+        "encoder_layers": INT, "frame_group": INT, "torch_threads": INT, "head": HEAD,
         "shared_layer": nullable({"dim": INT, "context": INT, "dropout": FLOAT}), "train": TRAIN,
         "finetune": {"backbone": nullable(STR), "train": TRAIN},
     },

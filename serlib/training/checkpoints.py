@@ -33,6 +33,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..distributed import all_gather
+
 # Config fields that may differ when resuming (they do not change what is computed, or extend it).
 RESUMABLE_CHANGES = {"max_steps", "device", "precision", "out_dir", "resume", "progress", "num_workers",
                      "eval_batch_size"}
@@ -177,11 +179,13 @@ class RunStore:
         scheduler.load_state_dict(extra["scheduler"])
         if scaler is not None and extra.get("scaler"):
             scaler.load_state_dict(extra["scaler"])
-        set_rng_state(extra["rng"])
+        rng = extra["rng"]  # one state per process (a dict: saved by one process, before there were several)
+        set_rng_state(rng[self.acc.process_index] if isinstance(rng, list) else rng)
 
     def needs_state(self, validate: bool) -> bool:
-        """Whether a validation point needs a CPU copy of the trained state (to save or keep)."""
-        return (self.out is not None and self.acc.is_main_process) or (self.out is None and validate)
+        """Whether a validation point needs a CPU copy of the trained state (to save or keep): on the
+        main process only (the others get the final average from it, see `fit`)."""
+        return self.acc.is_main_process and (self.out is not None or validate)
 
     def keep(self, progress: dict, score: float, state: dict[str, torch.Tensor] | None) -> None:
         """Add the current model to the top-k list if it is among the k best; drop the one it beats."""
@@ -204,6 +208,7 @@ class RunStore:
     def save(self, progress: dict, state, optimizer, scheduler, scaler, config: dict, validate: bool) -> None:
         """Write the resumable state; progress.json is replaced last, then stale files go."""
         out = self.out
+        rng = all_gather(rng_state()) if out is not None else None  # every process's own random state
         if out is not None and self.acc.is_main_process:
             name = f"state-{progress['step']:07d}"
             tmp = out / (name + ".tmp")
@@ -211,7 +216,7 @@ class RunStore:
             tmp.mkdir()
             save_file(state, tmp / "model.safetensors")
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_state()},
+                        "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng},
                        tmp / "train.pt")
             shutil.rmtree(out / name, ignore_errors=True)
             os.replace(tmp, out / name)
@@ -228,7 +233,7 @@ class RunStore:
         self.acc.wait_for_everyone()
 
     def average(self, progress: dict) -> dict[str, torch.Tensor]:
-        """The parameter average of the kept top-k checkpoints, best first."""
+        """The parameter average of the kept top-k checkpoints, best first (main process only)."""
         if self.out is None:
             states = (self.memory[e["step"]] for e in progress["topk"])
         else:

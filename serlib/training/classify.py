@@ -15,7 +15,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..evaluation.metrics import classification_metrics
 from ..heads.pooling import pad_frames
+from .precision import autocast, resolve_precision
+from .runtime import resolve_device
 from .trainer import TrainConfig, TrainResult, fit
+
+
+def fit_precision(config: TrainConfig) -> str:
+    """The resolved precision `fit` trains and validates `config` in (test prediction uses it too)."""
+    return resolve_precision(config.precision, resolve_device(config.device))
 
 
 class FeatureDataset(Dataset):
@@ -104,14 +111,18 @@ def cross_entropy_loss(model, batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model, dataset: FeatureDataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted class indices, class probabilities) for every item, in order."""
+@torch.no_grad()
+def predict(model, dataset: FeatureDataset, batch_size: int = 64, precision: str = "no") -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class indices, class probabilities) for every item, in order; `precision` (a
+    resolved name) the autocast the model was validated under, so test and validation compute alike."""
     model.eval()
     device = next(model.parameters()).device
     probs = []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collate):
         batch = {k: v.to(device) for k, v in batch.items()}
-        probs.append(torch.softmax(_logits(model, batch).float(), dim=-1).cpu())
+        with autocast(device, precision):
+            logits = _logits(model, batch)
+        probs.append(torch.softmax(logits.float(), dim=-1).cpu())
     p = torch.cat(probs).numpy()
     return p.argmax(axis=1), p
 
@@ -154,5 +165,5 @@ def train_and_predict(model, features: np.ndarray | Sequence[torch.Tensor], labe
         return FeatureDataset(select_rows(features, idx), labels[idx], stats)
 
     result = fit_classifier(model, part(fold.train), part(fold.valid) if len(fold.valid) else None, n_classes, config)
-    y_pred, _ = predict(result.model, part(fold.test))
+    y_pred, _ = predict(result.model, part(fold.test), precision=fit_precision(config))
     return y_pred, result

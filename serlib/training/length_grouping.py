@@ -39,8 +39,12 @@ class LengthGroupedSampler(Sampler[int]):
             part = order[start : start + window]
             part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
             groups += list(part.split(self.group))
+        # a short last group goes last: anywhere else it would shift every later batch off its group
+        short = [groups.pop()] if groups and len(groups[-1]) < self.group else []
         for i in torch.randperm(len(groups), generator=self.generator).tolist():
             yield from groups[i].tolist()
+        for group in short:
+            yield from group.tolist()
 
 
 def padding_share(lengths: Sequence[int], order: Sequence[int], batch_size: int) -> float:

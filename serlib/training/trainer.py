@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..distributed import broadcast_tensors
 from ..progress import progress_bar
 from .allocator import keep_freed_memory
 from .checkpoints import RunStore, cpu_copy, load_trained, trained_state
@@ -324,8 +325,10 @@ def fit(
     bar.close()
     stream.close()
 
-    if validate and p["topk"]:  # the final model: the average of the top-k checkpoints
-        load_trained(raw, store.average(p))
+    if validate and p["topk"]:  # the final model: the average of the top-k checkpoints, made by the main process
+        if acc.is_main_process:
+            load_trained(raw, store.average(p))
+        broadcast_tensors(trained_state(raw).values())
     model = acc.unwrap_model(wrapped, keep_fp32_wrapper=False)
     model.eval()
     best = p["best_score"]

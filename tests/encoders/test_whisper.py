@@ -220,3 +220,27 @@ def test_conversion_writes_no_progress_bar(tmp_path, capfd):
     convert_ct2_whisper("base", tmp_path / "base")
     out, err = capfd.readouterr()
     assert "%|" not in out + err and (tmp_path / "base" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_the_top_layers_on_cached_states_give_the_encoders_output(k):
+    """Partial fine-tuning runs the top k layers on hidden state L - k: the same numbers as the whole
+    encoder, batched with padding, and only the top layers and final norm train."""
+    import copy
+
+    from serlib.encoders.encoding import encode_from, keep_top_layers
+
+    encoder = tiny_whisper(seed=2).model.encoder.eval()
+    g = torch.Generator().manual_seed(0)
+    mels = [torch.randn(8, n, generator=g) for n in (20, 13)]
+    states, mask = encode_batch(encoder, mels)  # [B, L + 1, T, D]
+    top = copy.deepcopy(encoder)
+    start = keep_top_layers(top, k)
+    assert start == len(encoder.layers) - k and len(top.layers) == k
+    out = encode_from(top, states[:, start], mask)
+    torch.testing.assert_close(out, states[:, -1], rtol=1e-4, atol=1e-5)
+    every = encode_from(top, states[:, start], mask, all_states=True)
+    torch.testing.assert_close(every, states[:, start + 1:], rtol=1e-4, atol=1e-5)
+    assert {n.split(".")[0] for n, p in top.named_parameters() if p.requires_grad} == {"layers", "layer_norm"}
+    with pytest.raises(ValueError, match="between 1"):
+        keep_top_layers(copy.deepcopy(encoder), len(encoder.layers) + 1)

@@ -248,3 +248,16 @@ def test_every_trained_parameter_gets_a_gradient(name, layers):
     out = net(x, None if name == "mean" else torch.ones(2, 5, dtype=torch.bool))
     out.sum().backward()
     assert [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_class_scores_are_float32_under_bf16_so_near_ties_stay_apart():
+    """Validation and test pick classes by argmax: the head's last layer computes in float32 under any
+    autocast (bf16 rounds scores that differ in the third digit to one value)."""
+    seed_everything(0)
+    net = PooledClassifier(6, 3, "attentive", out_dim=8, heads=2, hidden=4).eval()
+    x, mask = torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net(x, mask)
+    assert logits.dtype == torch.float32
+    pred, probs = predict(net, FeatureDataset([f for f in x], [0, 1]), precision="bf16")
+    assert probs.dtype == np.float32 and pred.shape == (2,)

@@ -82,3 +82,31 @@ def test_the_conventional_fold_standardises_with_training_rows_and_picks_on_vali
     assert seen["stats_rows"] == list(range(20)) and seen["train"] == 20 and seen["valid"] == 5
     np.testing.assert_array_equal(seen["valid_features"], X[20:25])
     assert len(y_pred) == 5 and "UA" in result.history.columns  # validation scored at every check
+
+
+def test_partial_fine_tuning_trains_the_top_layers_on_cached_states_and_matches_the_encoder():
+    """`top_layers` k: the encoder's top k layers and the head on the states of layer L - k; before
+    training it computes what the whole (frozen) encoder + head computes from the log-mels."""
+    from serlib.encoders.encoding import encode_batch
+    from serlib.methods.conventional.model import conventional_model
+
+    whisper = type("W", (), {"model": tiny_whisper(seed=3)})()
+    torch.manual_seed(0)
+    partial = conventional_model(whisper, 2, None, finetune=False, dropout=0.0, top_layers=1).eval()
+    whole = ConventionalSER(whisper.model.model.encoder, n_classes=2, dropout=0.0).eval()
+    whole.head.load_state_dict(partial.head.state_dict())
+    mels = _mels(3)
+    with torch.no_grad():
+        states, mask = encode_batch(whisper.model.model.encoder, [m.T for m in mels])
+    below = [states[i, -2, : int(mask[i].sum())] for i in range(3)]  # layer L - 1, real frames
+    batch, mel_batch = collate_frames([(s, torch.tensor(0)) for s in below]), collate_frames([(m, torch.tensor(0)) for m in mels])
+    with torch.no_grad():
+        torch.testing.assert_close(partial(batch["x"], batch["mask"]), whole(mel_batch["x"], mel_batch["mask"]),
+                                   rtol=1e-4, atol=1e-5)
+    trained = {n.split(".")[1] for n, p in partial.named_parameters() if p.requires_grad and n.startswith("encoder.")}
+    assert trained == {"layers", "layer_norm"} and len(partial.encoder.layers) == 1
+    labels = [i % 2 for i in range(3)]
+    before = partial.encoder.layers[0].fc1.weight.detach().clone()
+    config = TrainConfig(max_steps=2, batch_size=3, lr=1e-2, eval_every=2, top_k=1, device="cpu", progress=False)
+    result = fit_classifier(partial.train(), FeatureDataset(below, labels), None, 2, config)
+    assert not torch.equal(result.model.encoder.layers[0].fc1.weight, before)

@@ -360,3 +360,32 @@ def test_ravdess_targets_and_urdu_refusal(data_root):
         assert {(i - 1) // 6 for i in labels} == {emotion}
     with pytest.raises(ValueError, match="urdu has no transcripts"):
         build_targets(prepare_corpus("urdu", params))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.1])
+def test_partial_backbone_trains_the_top_layers_that_both_heads_read(weight):
+    """mode partial: the cached states 0..L-k in, every hidden state out (the same numbers as the whole
+    encoder), and the top layer gets its gradient from the losses (at lambda 0.1 from the CTC term too)."""
+    import copy
+
+    from serlib.encoders.encoding import encode_batch
+    from serlib.methods.phoneme_mtl.model import PartialBackbone
+
+    encoder = tiny_whisper(seed=1).model.encoder.eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        states, mask = encode_batch(encoder, [torch.randn(8, n, generator=g) for n in (30, 22)])
+    backbone = PartialBackbone(copy.deepcopy(encoder), 1)
+    assert backbone.num_states == states.shape[1] and backbone.start == states.shape[1] - 2
+    with torch.no_grad():
+        out, out_mask = backbone(states[:, : backbone.start + 1], mask)
+    torch.testing.assert_close(out, states, rtol=1e-4, atol=1e-5)
+    model = freeze_unused(PhonemeMTL(backbone.dim, backbone.num_states, C, K, dropout=0.0, backbone=backbone), weight)
+    targets = [torch.tensor([1, 2, 3]), torch.tensor([4, 5])]
+    batch = {"x": states[:, : backbone.start + 1], "mask": mask, "y": torch.tensor([0, 1]),
+             "targets": torch.cat(targets), "target_lengths": torch.tensor([3, 2])}
+    mtl_loss(weight)(model, batch).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    assert model.backbone.encoder.layers[0].fc1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="cached states"):
+        backbone(states, mask)  # every state given: not what the top layers read

@@ -42,10 +42,12 @@ def _data(n=8):
     return states, rows
 
 
-RECIPES = {"light": Recipe("frozen", "light"), "decoder": Recipe("frozen", "full"), "full": Recipe("finetune", "full")}
+RECIPES = {"light": Recipe("frozen", "light"), "decoder": Recipe("frozen", "full"),
+           "partial": Recipe("partial", "full", encoder_layers=1), "full": Recipe("finetune", "full")}
 
 
-@pytest.mark.parametrize("name, recipe", [("STL-SER", "light"), ("A+G+S", "light"), ("G+S", "decoder"), ("A+G+S", "full")])
+@pytest.mark.parametrize("name, recipe", [("STL-SER", "light"), ("A+G+S", "light"), ("G+S", "decoder"),
+                                          ("STL-SER", "partial"), ("A+G+S", "full")])
 def test_a_system_trains_and_decodes(template, name, recipe):
     system, recipe = System(name, TASK_SETS[name]), RECIPES[recipe]
     whisper, vocab = build(template, CLASSES, "en", system, seed=0, recipe=recipe)
@@ -55,6 +57,9 @@ def test_a_system_trains_and_decodes(template, name, recipe):
         states = [torch.randn(2 * s.shape[0], 8, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(states)]
     inputs = encoder_inputs(whisper.model, states, recipe.inputs)
     encoder_before = whisper.model.model.encoder.layers[0].fc1.weight.detach().clone()
+    if recipe.mode == "partial":  # the encoder is its top layer (from the template), on the cached states below it
+        assert len(whisper.model.model.encoder.layers) == 1
+        assert torch.equal(encoder_before, template.model.model.encoder.layers[-1].fc1.weight)
     if recipe.inputs == "kv":
         assert inputs[3].shape == (2, 2, 2, 8, 8)  # layers, (k, v), heads, frames, head dim
     config = TrainConfig(max_steps=3, batch_size=4, lr=1e-3, eval_every=3, top_k=1, device="cpu",
@@ -62,7 +67,8 @@ def test_a_system_trains_and_decodes(template, name, recipe):
     result = train(whisper, vocab, system, CLASSES, inputs[:6], rows[:6], inputs[6:], rows[6:], config, recipe)
     assert system.metric in result.history.columns and result.steps == 3
     encoder_after = whisper.model.model.encoder.layers[0].fc1.weight
-    assert torch.equal(encoder_before, encoder_after) == (recipe.mode != "finetune")  # only fine-tuning moves it
+    assert torch.equal(encoder_before, encoder_after) == (recipe.mode == "frozen")  # only fine-tuning moves it
+
     positions = whisper.model.model.encoder.embed_positions.weight  # sinusoidal: never trained, never decayed
     assert not positions.requires_grad and torch.equal(positions, template.model.model.encoder.embed_positions.weight)
     out = decode(whisper, vocab, system.tasks, inputs, recipe.inputs, beam=2, max_new_tokens=4)
@@ -90,7 +96,11 @@ def test_corpora_without_labels_for_a_task_are_named():
 
 
 def test_recipes_name_what_trains_and_refuse_what_cannot_be():
-    assert [r.inputs for r in RECIPES.values()] == ["kv", "states", "mel"]
+    assert [r.inputs for r in RECIPES.values()] == ["kv", "states", "upper", "mel"]
+    with pytest.raises(ValueError, match="encoder_layers"):
+        Recipe("partial", "full")  # partial without a layer count
+    with pytest.raises(ValueError, match="decoder full"):
+        Recipe("partial", "light", encoder_layers=1)
     with pytest.raises(ValueError, match="decoder full"):
         Recipe("finetune", "light")  # K/V cannot be precomputed when the encoder trains
     with pytest.raises(ValueError, match="frozen|finetune"):

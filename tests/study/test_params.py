@@ -57,7 +57,7 @@ def test_a_circle_of_extends_and_an_unknown_parent_are_refused(tmp_path):
      "`common.corpora.ravdess.protocols.emobox.max_fold`: unknown key; `max_folds` is set per notebook"),
     ("extends: smoke\n01_baseline: {mode: frozen}\n", "`01_baseline`: unknown section; did you mean `01_baselines`?"),
     ("extends: smoke\n02_whisper_er: {beam: four}\n", "`02_whisper_er.beam`: expected int, got str 'four'"),
-    ("extends: smoke\n02_whisper_er: {mode: cpu}\n", "`02_whisper_er.mode`: 'cpu' is not one of frozen, finetune"),
+    ("extends: smoke\n02_whisper_er: {mode: cpu}\n", "`02_whisper_er.mode`: 'cpu' is not one of frozen, partial, finetune"),
     ("extends: smoke\n06_layer_analysis: {protocols: {ravdes: emobox}}\n",
      "`06_layer_analysis.protocols.ravdes`: unknown corpus `ravdes`; did you mean `ravdess`?"),
     ("extends: smoke\n03_serial_mtl: {protocols: {urdu: emobox}}\n", "`urdu` has no protocol `emobox`"),

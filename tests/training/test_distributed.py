@@ -62,6 +62,8 @@ def test_the_run_is_saved_once_with_its_process_count_and_refuses_another(runs):
     progress = json.loads((two / "run" / "progress.json").read_text())
     assert progress["config"]["processes"] == 2 and [r["step"] for r in progress["history"]] == [4, 8]
     assert len(list((two / "run").glob("state-*"))) == 1 and not list((two / "run").glob("*.tmp"))
+    rng = torch.load(two / "run" / progress["state"] / "train.pt", weights_only=True)["rng"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # each process resumes its own
     # resuming in one process (another data split, another effective batch) is refused by name
     from tests.training.ddp_worker import tiny_classifier
 
@@ -73,6 +75,7 @@ def test_only_the_main_process_writes_and_it_writes_first(runs):
     two, _ = runs
     assert [(two / f"seed-rank{r}.txt").read_text() for r in (0, 1)] == ["3", "4"]  # seed + rank: own dropout
     assert (two / "order.txt").read_text().split() == ["0", "1"]  # main_first: the main process, then the other
+    assert (two / "main-was-done.txt").read_text() == "True"  # a nested main_first released nobody early
     results = pd.read_csv(two / "reports" / "results.csv")
     assert results["value"].tolist() == [0.0]  # one row, the main process's
     gathered = [json.loads((two / f"gather-rank{r}.json").read_text()) for r in (0, 1)]

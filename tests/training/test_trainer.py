@@ -325,12 +325,15 @@ def test_every_run_says_how_it_ended():
 def test_length_grouped_batches_cover_the_data_with_less_padding_and_repeat():
     from serlib.training.length_grouping import LengthGroupedSampler, padding_share
 
-    lengths = torch.randint(30, 1500, (640,), generator=torch.Generator().manual_seed(0)).tolist()  # IEMOCAP-like
+    lengths = torch.randint(30, 1500, (645,), generator=torch.Generator().manual_seed(0)).tolist()  # IEMOCAP-like
     order = list(LengthGroupedSampler(lengths, 16, torch.Generator().manual_seed(1)))
-    assert sorted(order) == list(range(640))  # every utterance once per epoch
+    assert sorted(order) == list(range(645))  # every utterance once per epoch
+    # every batch is one length group (sorted longest first); the short one (645 = 40 x 16 + 5) comes last
+    batches = [[lengths[i] for i in order[s : s + 16]] for s in range(0, 645, 16)]
+    assert all(b == sorted(b, reverse=True) for b in batches) and len(batches[-1]) == 5
     assert order == list(LengthGroupedSampler(lengths, 16, torch.Generator().manual_seed(1)))  # seeded
     assert order != list(LengthGroupedSampler(lengths, 16, torch.Generator().manual_seed(2)))  # still shuffled
-    shuffled = torch.randperm(640, generator=torch.Generator().manual_seed(1)).tolist()
+    shuffled = torch.randperm(645, generator=torch.Generator().manual_seed(1)).tolist()
     assert padding_share(lengths, order, 16) < 0.1 < 0.3 < padding_share(lengths, shuffled, 16)
 
 

@@ -22,25 +22,30 @@ from .model import conventional_model
 
 
 def conventional_fold(template, X, y: np.ndarray, fold: Fold, n_classes: int, config: TrainConfig,
-                      finetune: bool = False, dropout: float = 0.1) -> tuple[np.ndarray, TrainResult]:
+                      finetune: bool = False, dropout: float = 0.1, top_layers: int = 0) -> tuple[np.ndarray, TrainResult]:
     """The conventional method on one fold: (predicted class indices of its test rows, TrainResult).
 
-    A head on the pooled states X [N, D], or (`finetune`) the encoder trained with it from log-mels X.
+    A head on the pooled states X [N, D]; (`finetune`) the encoder trained with it from log-mels X;
+    or (`top_layers` k) the encoder's top k layers trained with it on cached states X [T, D] of
+    layer L - k, one per utterance (fed raw: the layers were trained on unstandardised states).
     """
     seed_everything(config.seed)  # the head's initial weights
-    model = conventional_model(template, n_classes, None if finetune else X.shape[1], finetune, dropout)
-    return train_and_predict(model, X, y, fold, n_classes, config, standardise=not finetune)
+    pooled = not finetune and not top_layers
+    model = conventional_model(template, n_classes, X.shape[1] if pooled else None, finetune, dropout, top_layers)
+    return train_and_predict(model, X, y, fold, n_classes, config, standardise=pooled)
 
 
 def run_baseline(template, corpus: PreparedCorpus, X, folds: dict[str, list[Fold]], config: TrainConfig,
                  finetune: bool = False, dropout: float = 0.1, model: str = "", method: str = "conventional",
-                 ) -> FoldResults:
-    """Every fold of every protocol (`folds`: protocol -> folds) of one corpus."""
+                 top_layers: int = 0) -> FoldResults:
+    """Every fold of every protocol (`folds`: protocol -> folds) of one corpus (X and the modes as in
+    `conventional_fold`)."""
     y = np.asarray(corpus.labels())
     out = Collector()
     for protocol, protocol_folds in folds.items():
         for fold in protocol_folds:
-            y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), config, finetune, dropout)
+            y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), config, finetune, dropout,
+                                               top_layers)
             out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=method), result,
                     corpus=corpus.name, protocol=protocol, model=model, method=method, fold=fold.name, note=fold.note)
     return out.result()

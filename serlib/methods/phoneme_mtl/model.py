@@ -7,8 +7,9 @@
 
 The fusion weights, dropout and emotion layer are those of `heads.PooledClassifier` with learned
 layer weights (softmax over zero-initialised weights); the phoneme head reads the same fused frames.
-On CPU the model runs on cached hidden states of the frozen encoder; with a `FinetuneBackbone` it
-runs on raw input and trains the encoder's transformer layers with its front end frozen (GPU profile).
+On CPU the model runs on cached hidden states of the frozen encoder, or (`PartialBackbone`) trains
+the encoder's top k layers on the cached states below them; with a `FinetuneBackbone` it runs on
+raw input and trains the encoder's transformer layers with its front end frozen (GPU profile).
 
 With the encoder frozen the two tasks share only the fusion weights. `shared_layer` puts a small
 trainable `SharedBlock` between H_X and both heads, so the CTC loss shapes the representation the
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...encoders.encoding import encode_batch, encoder_frames
+from ...encoders.encoding import encode_batch, encode_from, encoder_frames, keep_top_layers
 from ...heads.classifier import PooledClassifier
 from ...heads.pooling import masked_mean
 
@@ -87,6 +88,36 @@ class FinetuneBackbone(nn.Module):
         frames = self.encoder._get_feat_extract_output_lengths(lengths).clamp(max=states.shape[2])
         frame_mask = torch.arange(states.shape[2], device=x.device)[None, :] < frames[:, None]
         return states * frame_mask[:, None, :, None].to(states.dtype), frame_mask
+
+
+class PartialBackbone(nn.Module):
+    """The encoder's top `k` layers on cached hidden states, every hidden state out (`mode: partial`).
+
+    Input: the cached states 0 .. L - k [B, L - k + 1, T, D] with frame mask [B, T]; the top k
+    layers (`keep_top_layers`) run on state L - k and train, and their outputs join the cached ones:
+    ([B, L + 1, T, D], mask), what `FinetuneBackbone` returns. Both heads then read layers that the
+    CTC loss shapes, as in the paper's fine-tuning, at the cost of k layers instead of the encoder.
+    """
+
+    def __init__(self, encoder: nn.Module, k: int):
+        super().__init__()
+        self.encoder, self.k = encoder, k
+        self.start = keep_top_layers(encoder, k)
+
+    @property
+    def num_states(self) -> int:
+        return self.start + 1 + self.k
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.config.d_model
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.start + 1:
+            raise ValueError(f"expected cached states [B, {self.start + 1}, T, D] (layers 0..{self.start}), "
+                             f"got {tuple(x.shape)}")
+        top = encode_from(self.encoder, x[:, -1], mask, all_states=True)
+        return torch.cat([x.to(top.dtype), top], dim=1), mask
 
 
 def _weighted_sum(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -211,12 +242,13 @@ class PhonemeMTL(nn.Module):
         # fusion is linear), so the emotion head also accepts [B, L, D] means: the cheap input of the
         # single-task model (`takes_means`). The block is nonlinear per frame: it needs the frames.
         pooled = fused if fused.dim() == 2 else masked_mean(fused, mask)
-        emotion = self.emotion.out(self.emotion.dropout(pooled))
+        emotion = self.emotion.classify(pooled)
         if not with_phonemes:
             return emotion
         if fused.dim() == 2:
             raise ValueError("the phoneme head needs frames, not per-utterance means")
-        return emotion, self.phoneme(fused), mask
+        with torch.autocast(fused.device.type, enabled=False):  # float32, as the emotion scores (`classify`)
+            return emotion, self.phoneme(fused.float()), mask
 
 
 def greedy_ctc_decode(logits: torch.Tensor, frame_mask: torch.Tensor) -> list[list[int]]:

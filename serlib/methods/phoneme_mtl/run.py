@@ -7,6 +7,7 @@ the auxiliary head's greedy CTC output against the reference labels.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -24,24 +25,27 @@ from ...data.prepare import PreparedCorpus
 from ...encoders.backbones import load_ssl, load_whisper, whisper_size
 from ...encoders.encoding import log_mel
 from ...progress import progress_bar
-from ...training.classify import FeatureDataset, accuracy_metrics, predict, select_rows
+from ...training.classify import FeatureDataset, accuracy_metrics, fit_precision, predict, select_rows
+from ...training.precision import autocast
 from ...training.predictions import Collector, FoldResults, prediction_rows
 from ...training.runtime import seed_everything
 from ...training.trainer import TrainConfig, fit
 from .data import PhonemeDataset, PhonemeTargets, standardised_frames
 from .loss import freeze_unused, mtl_loss
-from .model import FinetuneBackbone, PhonemeMTL, class_logits, greedy_ctc_decode
+from .model import FinetuneBackbone, PartialBackbone, PhonemeMTL, class_logits, greedy_ctc_decode
 
 
 @torch.no_grad()
-def decode_phonemes(model: PhonemeMTL, dataset: PhonemeDataset, batch_size: int = 64):
+def decode_phonemes(model: PhonemeMTL, dataset: PhonemeDataset, batch_size: int = 64, precision: str = "no"):
     """Greedy CTC output of the phoneme head for every item, in order: the tagged label ids, and the
-    class ids (1..6) decoded from the class posterior (emotion tags summed out, `class_logits`)."""
+    class ids (1..6) decoded from the class posterior (emotion tags summed out, `class_logits`), under
+    the autocast of `precision` (the one training validated in)."""
     model.eval()
     device = next(model.parameters()).device
     tagged, classes = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collate):
-        _, logits, frame_mask = model(batch["x"].to(device), batch["mask"].to(device), with_phonemes=True)
+        with autocast(device, precision):
+            _, logits, frame_mask = model(batch["x"].to(device), batch["mask"].to(device), with_phonemes=True)
         tagged += greedy_ctc_decode(logits, frame_mask)
         classes += greedy_ctc_decode(class_logits(logits, len(PHONEME_CLASSES)), frame_mask)
     return tagged, classes
@@ -95,7 +99,8 @@ def lambda_sweep(
     """Train and test one model per (fold, lambda); the same seed and data order for every lambda.
 
     frozen: `inputs` are cached hidden states [L, T, D] per utterance, standardised per fold with
-    its training statistics; lambda = 0 then trains on the per-utterance means of those frames,
+    its training statistics (not frozen: the backbone's inputs as given, e.g. the raw cached states
+    below a `PartialBackbone`'s layers); lambda = 0 then trains on the per-utterance means of those frames,
     which gives the emotion head exactly the input it would compute from the frames (see
     `PhonemeMTL.forward`) at a fraction of the cost, unless the model has a shared block (not
     `takes_means`): then it trains on frames. Otherwise `inputs` are the backbone's raw inputs.
@@ -124,13 +129,13 @@ def lambda_sweep(
             result = fit(net, train, valid, mtl_loss(lam), accuracy_metrics(n_classes), config,
                          collate_fn=train.collate)
             net = result.model
-            y_pred, _ = predict(net, test)
+            y_pred, _ = predict(net, test, precision=fit_precision(config))
             keys = {"lambda": lam, "seed": config.seed}
             out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=method(lam), **keys),
                     result, corpus=corpus.name, protocol=protocol, model=model, method=method(lam), fold=fold.name,
                     **keys)
             if lam > 0:  # at lambda 0 the phoneme head never trained: nothing to score
-                tagged, classes = decode_phonemes(net, test)
+                tagged, classes = decode_phonemes(net, test, precision=fit_precision(config))
                 phones.append(pd.DataFrame({
                     **keys, "fold": fold.name, "utt_id": utt_ids[fold.test], "emotion": y[fold.test],
                     "reference": [label_string(targets.labels[i], targets.names) for i in fold.test],
@@ -188,3 +193,8 @@ def finetune_backbone(name: str, cache_dir=None) -> tuple[FinetuneBackbone, Call
         return torch.as_tensor(values, dtype=torch.float32)[:, None]
 
     return FinetuneBackbone(model.float()), waveform, f"transformers {name}"
+
+
+def partial_backbone(whisper, k: int) -> PartialBackbone:
+    """The backbone of `mode: partial`: a float32 copy of the Whisper encoder's top k layers."""
+    return PartialBackbone(copy.deepcopy(whisper.model.model.encoder).float(), k)

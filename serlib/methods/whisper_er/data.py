@@ -221,16 +221,20 @@ class DecoderInputs:
         return self._computed[decoder]
 
 
-def corpus_inputs(cache, manifest: pd.DataFrame, kind: str, precision: str = "no"):
+def corpus_inputs(cache, manifest: pd.DataFrame, kind: str, precision: str = "no", top_layers: int = 0):
     """One corpus's inputs for batches of `kind`: (the conventional method's X, DecoderInputs).
 
-    "mel" (the encoder trains): log-mels for both. Otherwise the cached encoder output: its
-    per-utterance mean for the conventional head, its frames for the decoder (K/V computed at the
-    training `precision`, a resolved name).
+    "mel" (the encoder trains): log-mels for both. "upper" (its `top_layers` k train): the cached
+    frames of layer L - k for both. Otherwise the cached encoder output: its per-utterance mean for
+    the conventional head, its frames for the decoder (K/V computed at the training `precision`, a
+    resolved name).
     """
     if kind == "mel":
         mels = utterance_log_mels(cache.whisper.feature_extractor, manifest["path"])
         return mels, DecoderInputs(mels, kind)
     last = cache.n_layers(manifest) - 1
+    if kind == "upper":
+        frames = [f[0] for f in cache.frames(manifest, layers=[last - top_layers])]
+        return frames, DecoderInputs(frames, kind)
     return (cache.pooled(manifest, layers=[last])[:, 0],
             DecoderInputs([f[0] for f in cache.frames(manifest, layers=[last])], kind, precision))

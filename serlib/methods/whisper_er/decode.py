@@ -16,7 +16,6 @@ from .model import (
     CrossKV,
     DecoderCache,
     ERVocabulary,
-    MelBatch,
     cross_attention_kv,
     decoder_logits,
     encoder_batch,
@@ -164,8 +163,8 @@ def decode(whisper, vocab: ERVocabulary, tasks: tuple[str, ...], inputs: list[to
 def _decode_batch(whisper, vocab: ERVocabulary, tasks: tuple[str, ...], model, padded: torch.Tensor, mask: torch.Tensor,
                   kind: str, beam: int, max_new_tokens: int) -> list[dict]:
     """decode's rows for one padded batch of encoder inputs."""
-    if kind == "mel":
-        padded, mask = MelBatch(padded).encode(model, mask)
+    if kind in ("mel", "upper"):  # the encoder (or its top layers) once, then the search on its output
+        padded, mask = encoder_batch(padded, kind).encode(model, mask)
         kind = "states"
     rows = []
     for j, hyp in enumerate(beam_search(model, encoder_batch(padded, kind), mask, vocab.prefix, vocab.eot, beam,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...encoders.encoding import encode_batch
+from ...encoders.encoding import encode_batch, encode_from
 
 TASKS = ("asr", "gender", "ser")  # the paper's serial order: text, then gender, then emotion
 GENDER_TOKENS = ("male", "female")
@@ -285,16 +285,32 @@ class MelBatch:
         return states[:, 0], frame_mask
 
 
+@dataclass
+class UpperStates:
+    """Padded cached states [B, T, D] of layer L - k for partial fine-tuning: the encoder, cut to its
+    top k layers (`keep_top_layers`), runs on them inside each step; the mask is over their frames."""
+
+    states: torch.Tensor
+
+    def to(self, *args, **kwargs) -> "UpperStates":  # lets accelerate move batches holding it
+        return UpperStates(self.states.to(*args, **kwargs))
+
+    def encode(self, model, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return encode_from(model.model.encoder, self.states, mask), mask
+
+
 # What a batch's encoder side holds: precomputed cross-attention K/V (CPU profile), cached encoder
-# states (decoder fine-tuning), or log-mels (full fine-tuning of encoder and decoder).
-ENCODER_INPUTS = ("kv", "states", "mel")
+# states (decoder fine-tuning), cached states of layer L - k (the top k layers fine-tuned), or
+# log-mels (full fine-tuning of encoder and decoder).
+ENCODER_INPUTS = ("kv", "states", "upper", "mel")
 
 
-def encoder_batch(padded: torch.Tensor, inputs: str) -> torch.Tensor | CrossKV | MelBatch:
+def encoder_batch(padded: torch.Tensor, inputs: str) -> torch.Tensor | CrossKV | MelBatch | UpperStates:
     """A padded batch of encoder inputs as decoder_logits takes it (see ENCODER_INPUTS)."""
     if inputs not in ENCODER_INPUTS:
         raise ValueError(f"encoder inputs {inputs!r}: use one of {ENCODER_INPUTS}")
-    return CrossKV(padded) if inputs == "kv" else MelBatch(padded) if inputs == "mel" else padded
+    wrap = {"kv": CrossKV, "mel": MelBatch, "upper": UpperStates}.get(inputs)
+    return wrap(padded) if wrap else padded
 
 
 class DecoderCache:
@@ -368,7 +384,7 @@ def decoder_logits(model, input_ids: torch.Tensor, encoder: torch.Tensor | Cross
     if cache is not None and cache.cross is not None:
         cross, cross_mask = cache.cross, cache.cross_mask
     else:
-        if isinstance(encoder, MelBatch):
+        if isinstance(encoder, (MelBatch, UpperStates)):
             encoder, encoder_mask = encoder.encode(model, encoder_mask)
         cross = encoder if isinstance(encoder, CrossKV) else cross_attention_kv(model, encoder)
         cross_mask = _additive(encoder_mask)

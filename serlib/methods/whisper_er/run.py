@@ -12,6 +12,9 @@ batch holds:
   once per utterance, `data.encoder_inputs`), and of the token embeddings only the new task tokens'
   rows train. Everything else of the decoder is fine-tuned.
 - frozen encoder, full decoder: cached encoder states, the whole decoder fine-tuned.
+- partial (the encoder's top k layers and the whole decoder, `encoder_layers` k): the cached states
+  of layer L - k, run through the top k layers inside each step; the conventional method beside it
+  trains the same top k layers (a CPU's share of the paper's full fine-tuning).
 - fine-tuned encoder (GPU profiles, the paper's setting): encoder and decoder from log-mels.
 """
 
@@ -31,6 +34,7 @@ from ...data.folds import Fold
 from ...data.prepare import PreparedCorpus
 from ...evaluation.metrics import classification_metrics
 from ...distributed import gather
+from ...encoders.encoding import keep_top_layers
 from ...training.precision import resolve_precision
 from ...training.predictions import Collector, FoldResults, prediction_rows
 from ...training.trainer import TrainConfig, TrainResult, fit
@@ -76,24 +80,29 @@ class System:
 class Recipe:
     """What trains: the encoder (`mode`) and the decoder, as the profile says (see the module notes)."""
 
-    mode: str = "frozen"  # frozen: cached encoder states | finetune: the encoder trains from log-mels
+    mode: str = "frozen"  # frozen: cached encoder states | partial: its top layers train | finetune: all of it
     decoder: str = "light"  # light: cross-attention K/V and pretrained token rows fixed | full: all of it
+    encoder_layers: int = 0  # partial: the top k encoder layers that train
 
     def __post_init__(self):
-        if self.mode not in ("frozen", "finetune") or self.decoder not in ("light", "full"):
-            raise ValueError(f"recipe mode {self.mode!r}, decoder {self.decoder!r}: use mode frozen|finetune "
+        if self.mode not in ("frozen", "partial", "finetune") or self.decoder not in ("light", "full"):
+            raise ValueError(f"recipe mode {self.mode!r}, decoder {self.decoder!r}: use mode frozen|partial|finetune "
                              "and decoder light|full")
-        if self.mode == "finetune" and self.decoder == "light":
+        if self.mode != "frozen" and self.decoder == "light":
             raise ValueError("decoder light precomputes cross-attention K/V from fixed encoder states: "
-                             "with mode finetune use decoder full")
+                             f"with mode {self.mode} use decoder full")
+        if (self.mode == "partial") != (self.encoder_layers > 0):
+            raise ValueError(f"encoder_layers {self.encoder_layers} with mode {self.mode}: mode partial trains "
+                             "encoder_layers >= 1 top layers, the other modes take encoder_layers 0")
 
     @property
     def inputs(self) -> str:
         """What the encoder side of a batch holds (model.ENCODER_INPUTS)."""
-        return "mel" if self.mode == "finetune" else "kv" if self.decoder == "light" else "states"
+        return {"finetune": "mel", "partial": "upper"}.get(self.mode, "kv" if self.decoder == "light" else "states")
 
     def __str__(self) -> str:
-        return f"{self.mode} encoder, {self.decoder} decoder"
+        encoder = f"top {self.encoder_layers} encoder layer(s) fine-tuned" if self.mode == "partial" else f"{self.mode} encoder"
+        return f"{encoder}, {self.decoder} decoder"
 
 
 def build(template, classes: list[str], language: str, system: System, seed: int, recipe: Recipe = Recipe()):
@@ -105,7 +114,9 @@ def build(template, classes: list[str], language: str, system: System, seed: int
         randomise_decoder(model, seed)
     elif system.decoder != "pretrained":
         raise ValueError(f"decoder {system.decoder!r}: use 'pretrained' or 'random'")
-    model.model.encoder.requires_grad_(recipe.mode == "finetune")  # else its states come from the cache
+    model.model.encoder.requires_grad_(recipe.mode != "frozen")  # frozen: its states come from the cache
+    if recipe.mode == "partial":  # the layers below the top k go: their output comes from the cache
+        keep_top_layers(model.model.encoder, recipe.encoder_layers)
     model.model.encoder.embed_positions.requires_grad_(False)  # Whisper's sinusoids: fixed, as in the baseline
     if recipe.decoder == "light":
         freeze_cross_attention_kv(model)
@@ -226,7 +237,7 @@ def run_systems(cache, corpus: PreparedCorpus, protocol: str, folds: list[Fold],
     template, model = cache.whisper, model or cache.model_name
     language = corpus.manifest["language"].iloc[0]
     precision = resolve_precision(er_config.precision, next(template.model.parameters()).device.type)
-    X, inputs = corpus_inputs(cache, corpus.manifest, recipe.inputs, precision)
+    X, inputs = corpus_inputs(cache, corpus.manifest, recipe.inputs, precision, recipe.encoder_layers)
     rows, y, m = rows_of(corpus.manifest), np.asarray(corpus.labels()), corpus.manifest
     out = Collector()
     limits = {name: len(folds) if n is None else n for name, n in (system_folds or {}).items()}
@@ -235,7 +246,7 @@ def run_systems(cache, corpus: PreparedCorpus, protocol: str, folds: list[Fold],
                  "path": m["path"].to_numpy()[fold.test]}
         keys = {"corpus": corpus.name, "protocol": protocol, "model": model, "fold": fold.name}
         y_pred, result = conventional_fold(template, X, y, fold, len(corpus.classes), baseline_config,
-                                           finetune=recipe.mode == "finetune")
+                                           finetune=recipe.mode == "finetune", top_layers=recipe.encoder_layers)
         out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method="conventional",
                                 **truth, fallback=False), result, **keys, method="conventional")
         for system in (s for s in systems if index < limits.get(s.name, len(folds))):
