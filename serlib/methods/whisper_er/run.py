@@ -36,6 +36,7 @@ from ...evaluation.metrics import classification_metrics
 from ...distributed import gather
 from ...encoders.encoding import keep_top_layers
 from ...training.precision import resolve_precision
+from ...training.classify import fit_precision
 from ...training.predictions import Collector, FoldResults, prediction_rows
 from ...training.trainer import TrainConfig, TrainResult, fit
 from ..conventional.run import conventional_fold
@@ -199,7 +200,7 @@ def run_fold(template, classes: list[str], language: str, system: System, fold: 
                    [rows[i] for i in fold.valid], config, recipe)
     start = time.perf_counter()
     room = longest_target(vocab, whisper.tokenizer, system.tasks, train_rows) + 2  # a little longer than seen
-    precision = resolve_precision(config.precision, next(whisper.model.parameters()).device.type)
+    precision = fit_precision(config)  # the one training validated in
     # beam search, the costly part, split across processes (one process: all of it here)
     out = pd.DataFrame(gather(lambda part: decode(whisper, vocab, system.tasks, part, recipe.inputs, beam=beam,
                                                   max_new_tokens=room, precision=precision).to_dict("records"),
