@@ -56,6 +56,11 @@ INSTALL_HINT = ("install espeak-ng (Debian/Ubuntu: `apt-get install espeak-ng`; 
                 "and phonemizer (`pip install 'serlib[g2p]'`)")
 
 
+class G2PUnavailable(RuntimeError):
+    """No grapheme-to-phoneme route for some text here (espeak-ng or phonemizer missing): a notebook
+    can skip that corpus with this message as its reason instead of failing the study."""
+
+
 def arpabet_class(phone: str) -> str:
     """Class of one ARPAbet phoneme (`K`, `IH1`, `AH0`...); ValueError naming an unknown symbol."""
     match = re.fullmatch(r"([A-Z]+)([0-2]?)", str(phone).upper())
@@ -136,7 +141,7 @@ def espeak_phones(items: Sequence[str], language: str) -> list[list[str]]:
     if not items:
         return []
     if not espeak_available():
-        raise RuntimeError(f"espeak-ng is needed to phonemise {list(items)[:5]} ({language}) but is not available: "
+        raise G2PUnavailable(f"espeak-ng is needed to phonemise {list(items)[:5]} ({language}) but is not available: "
                            + INSTALL_HINT)
     from phonemizer import phonemize
     from phonemizer.separator import Separator
@@ -167,7 +172,7 @@ def text_classes(texts: Sequence[str], language: str = "en") -> tuple[list[list[
     vocabulary = sorted({w for ws in split for w in ws})
     oov = [w for w in vocabulary if w not in lexicon]
     if oov and not espeak_available():
-        raise RuntimeError(f"{len(oov)} word(s) are not in CMUdict ({', '.join(oov[:10])}) and there is no "
+        raise G2PUnavailable(f"{len(oov)} word(s) are not in CMUdict ({', '.join(oov[:10])}) and there is no "
                            f"grapheme-to-phoneme fallback: " + INSTALL_HINT)
     per_word = {w: [arpabet_class(p) for p in lexicon[w][0]] for w in vocabulary if w in lexicon}
     per_word |= {w: ipa_classes(p, "en") for w, p in zip(oov, espeak_phones(oov, "en"))}

@@ -95,9 +95,9 @@ def test_words_drop_punctuation_and_keep_inner_apostrophes():
 
 def test_out_of_vocabulary_word_without_g2p_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(phonemes, "espeak_available", lambda: False)
-    with pytest.raises(RuntimeError, match=r"xylophonicz.*apt-get install espeak-ng.*serlib\[g2p\]"):
+    with pytest.raises(phonemes.G2PUnavailable, match=r"xylophonicz.*apt-get install espeak-ng.*serlib\[g2p\]"):
         text_classes(["the xylophonicz"], "en")
-    with pytest.raises(RuntimeError, match="espeak-ng"):
+    with pytest.raises(phonemes.G2PUnavailable, match="espeak-ng"):
         text_classes(["میں گھر جا رہا ہوں"], "ur")
 
 

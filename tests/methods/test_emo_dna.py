@@ -218,3 +218,24 @@ def test_alignment_ramp_and_learning_rate_decay_follow_dann():
     assert 0.999 < ramp(1.0) < 1.0
     assert annealed_lr(0.01, 0.0) == 0.01
     assert annealed_lr(0.01, 1.0) == pytest.approx(0.01 / 11 ** 0.75)
+
+
+def test_runs_spread_over_worker_processes_equal_the_same_runs_in_one(monkeypatch):
+    from serlib.methods.emo_dna.data import PairData
+    from serlib.methods.emo_dna.run import cross_corpus
+
+    xs, ys, xt, target, yt = two_corpora()
+    pair = PairData("s -> t", "s", "t", ["a", "b", "c"], xs, xt, ys, without_labels(target).assign(speaker="x"),
+                    pd.Series(yt, index=target["utt_id"]))
+    train = {"max_steps": 20, "batch_size": 16, "log_every": 10}
+    results = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("SERLIB_WORKERS", workers)
+        results[workers] = cross_corpus({"s -> t": pair}, ["source_only", "emo_dna"], [0, 1], train)
+    one, two = results["1"], results["2"]
+    pd.testing.assert_frame_equal(one.predictions, two.predictions)
+    pd.testing.assert_frame_equal(one.pseudo_labels, two.pseudo_labels)
+    assert list(one.models) == list(two.models) and len(one.models) == 4
+    for key, net in one.models.items():
+        for a, b in zip(net.state_dict().values(), two.models[key].state_dict().values()):
+            assert torch.equal(a, b), key

@@ -22,6 +22,7 @@ from serlib.methods.phoneme_mtl.model import (
     greedy_ctc_decode,
 )
 from serlib.methods.phoneme_mtl.run import (
+    ModelSpec,
     emotion_tag_accuracy,
     is_whisper,
     lambda_sweep,
@@ -233,7 +234,7 @@ def test_error_rates_and_emotion_tags_on_hand_made_strings():
     assert phoneme_error_rate(["S0 V0 F0"], ["S0 F0"]) == pytest.approx(1 / 3)
     assert phoneme_error_rate(["S0 V0", "N1"], ["S0 V0 L0", ""]) == pytest.approx(2 / 3)
     assert emotion_tag_accuracy(["S1 Vs1 F0", "N0"], [1, 0]) == pytest.approx(3 / 4)
-    frame = pd.DataFrame({"lambda": 0.1, "fold": ["a", "b"], "emotion": [0, 1], "reference": ["S0 V0", "S1"],
+    frame = pd.DataFrame({"corpus": "toy", "lambda": 0.1, "fold": ["a", "b"], "emotion": [0, 1], "reference": ["S0 V0", "S1"],
                           "hypothesis": ["S0 V1", "S1"], "class_reference": ["S V", "S"], "class_hypothesis": ["S V", "S"]})
     scores = phoneme_scores(frame).set_index("fold")
     assert scores.loc["pooled", "tagged label error rate"] == pytest.approx(1 / 3)
@@ -269,15 +270,20 @@ def test_rows_with_too_few_frames_are_dropped_and_listed():
     assert kept_targets.labels == [targets.labels[0], targets.labels[2]]
 
 
-def test_lambda_sweep_runs_every_fold_and_lambda_and_scores_the_phoneme_head():
+def test_lambda_sweep_runs_every_fold_and_lambda_and_scores_the_phoneme_head(monkeypatch):
     corpus = _corpus(["dogs"] * 12)
     targets = build_targets(corpus)  # 4 labels
     frames = _frames([6 + i % 3 for i in range(12)])
     folds = [Fold("f1", np.arange(0, 8), np.arange(8, 10), np.arange(10, 12)),
              Fold("f2", np.arange(4, 12), np.arange(2, 4), np.arange(0, 2))]
     config = TrainConfig(max_steps=4, batch_size=4, lr=1e-2, eval_every=2, top_k=1, device="cpu", progress=False)
-    result = lambda_sweep(corpus, "toy", frames, targets, folds, [0.0, 0.5],
-                          lambda: PhonemeMTL(D, L, C, len(targets.names), 0.0), config, progress=False)
+    spec = ModelSpec(D, L, C, len(targets.names), 0.0)
+    monkeypatch.setenv("SERLIB_WORKERS", "2")  # the folds in two worker processes
+    result = lambda_sweep(corpus, "toy", frames, targets, folds, [0.0, 0.5], spec, config, progress=False)
+    monkeypatch.setenv("SERLIB_WORKERS", "1")
+    here = lambda_sweep(corpus, "toy", frames, targets, folds, [0.0, 0.5], spec, config, progress=False)
+    pd.testing.assert_frame_equal(result.predictions, here.predictions)
+    pd.testing.assert_frame_equal(result.layer_weights, here.layer_weights)
     assert len(result.predictions) == 2 * 2 * 2 and set(result.predictions["lambda"]) == {0.0, 0.5}
     assert set(result.predictions["method"]) == {"lambda=0", "lambda=0.5"} and set(result.runs["lambda"]) == {0.0, 0.5}
     assert result.runs["stop_reason"].isin(["early_stop", "step_budget", "perfect_score"]).all()
@@ -289,8 +295,7 @@ def test_lambda_sweep_runs_every_fold_and_lambda_and_scores_the_phoneme_head():
     # with a shared block lambda = 0 trains on frames (means would be refused by the model) and still
     # starts from the same model as every other lambda
     shared = lambda_sweep(corpus, "toy", frames, targets, folds[:1], [0.0, 0.5],
-                          lambda: PhonemeMTL(D, L, C, len(targets.names), 0.0, shared_layer=SHARED), config,
-                          progress=False)
+                          ModelSpec(D, L, C, len(targets.names), 0.0, shared_layer=SHARED), config, progress=False)
     assert len(shared.predictions) == 2 * 2 and set(shared.phonemes["lambda"]) == {0.5}
 
 

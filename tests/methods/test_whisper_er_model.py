@@ -245,6 +245,22 @@ def test_precomputed_cross_attention_keys_and_values_change_nothing(whisper):
     assert [h.tokens for h in from_kv] == [h.tokens for h in from_states]
 
 
+@torch.no_grad()
+def test_a_padded_batch_decodes_as_each_utterance_alone(whisper):
+    """The beams of an utterance read its own keys and values (shared, not copied per beam): a batch of
+    utterances of different lengths gives each one's hypothesis and score from a search of its own."""
+    model = whisper.model.eval()
+    g = torch.Generator().manual_seed(8)
+    states = [torch.randn(n, 16, generator=g) for n in (5, 11, 8)]
+    enc, mask = pad_frames(states)
+    prefix = prefix_ids(whisper, "en")
+    together = beam_search(model, enc, mask, prefix, eot=50257, beam=3, max_new_tokens=5)
+    for s, hyp in zip(states, together):
+        alone = beam_search(model, s[None], torch.ones(1, len(s), dtype=torch.bool), prefix, eot=50257, beam=3,
+                            max_new_tokens=5)[0]
+        assert hyp.tokens == alone.tokens and hyp.score == pytest.approx(alone.score, abs=1e-4)
+
+
 def test_collate_builds_training_batches(whisper):
     vocab = extend_vocabulary(whisper, EMOTIONS)
     rows = [{"emotion": "sad"}, {"emotion": "happy"}]

@@ -19,11 +19,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from ...data.audio import load_audio
 from ...data.folds import Fold
 from ...data.phonemes import PHONEME_CLASSES
 from ...data.prepare import PreparedCorpus
 from ...encoders.backbones import load_ssl, load_whisper, whisper_size
 from ...encoders.encoding import log_mel
+from ...parallel import run_jobs
 from ...progress import progress_bar
 from ...training.classify import FeatureDataset, accuracy_metrics, fit_precision, predict, select_rows
 from ...training.precision import autocast
@@ -86,8 +88,71 @@ class SweepResult(FoldResults):
     """The lambda sweep's FoldResults (predictions and runs carry `lambda` and `seed`), plus the
     auxiliary head's decoded labels and the learned fusion weights."""
 
-    phonemes: pd.DataFrame = None  # lambda, seed, fold, utt_id, emotion, (class_)reference, (class_)hypothesis
-    layer_weights: pd.DataFrame = None  # lambda, seed, fold, state, weight
+    phonemes: pd.DataFrame = None  # corpus, lambda, seed, fold, utt_id, emotion, (class_)reference, (class_)hypothesis
+    layer_weights: pd.DataFrame = None  # corpus, lambda, seed, fold, state, weight
+
+
+def model_inputs(manifest: pd.DataFrame, cache=None, backbone=None, to_input=None, group: int = 1):
+    """The sweep's input per manifest row and its frame count, and the cache's report.
+
+    With `cache` (frozen or partial mode): cached states averaged in groups of `group` frames,
+    every state (frozen, `backbone` None) or those below a `PartialBackbone`'s layers. Without:
+    `to_input` of each row's audio, the raw input of a fine-tuned `backbone`.
+    """
+    if cache is not None:
+        report = cache.ensure(manifest).summary()
+        layers = None if backbone is None else list(range(backbone.start + 1))
+        inputs = cache.frames(manifest, layers=layers, group=group)
+        return inputs, [x.shape[-2] for x in inputs], report
+    inputs = [to_input(load_audio(path)) for path in progress_bar(manifest["path"], "inputs")]
+    return inputs, [backbone.output_frames(x.shape[0]) for x in inputs], {}
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    """How to build one sweep model: `PhonemeMTL`'s arguments, each call a fresh model with its own
+    copy of the backbone (a picklable stand-in for a closure, so runs can go to worker processes)."""
+
+    dim: int
+    num_layers: int
+    num_emotions: int
+    num_phoneme_labels: int
+    dropout: float = 0.1
+    backbone: torch.nn.Module | None = None
+    shared_layer: dict | None = None
+
+    def __call__(self) -> PhonemeMTL:
+        return PhonemeMTL(self.dim, self.num_layers, self.num_emotions, self.num_phoneme_labels, self.dropout,
+                          backbone=copy.deepcopy(self.backbone), shared_layer=self.shared_layer)
+
+
+def sweep_fold(inputs: Sequence[torch.Tensor], targets: PhonemeTargets, y: np.ndarray, n_classes: int, fold: Fold,
+               lambdas: Sequence[float], make_model: Callable[[], PhonemeMTL], config: TrainConfig,
+               frozen: bool) -> list:
+    """Every lambda on one fold: [(lambda, test predictions, TrainResult, tagged and class decodings
+    of the phoneme head or None at lambda 0, fusion weights)]. A job of `serlib.parallel`."""
+    frames = standardised_frames(inputs, fold.train) if frozen else inputs
+    means = torch.stack([f.mean(dim=-2) for f in frames]) if frozen else None
+
+    def part(rows, pooled: bool):
+        if pooled:
+            return FeatureDataset(means[rows], y[rows])
+        return PhonemeDataset(select_rows(frames, rows), y[rows], [targets.labels[i] for i in rows], packed=frozen)
+
+    out = []
+    for lam in lambdas:
+        seed_everything(config.seed)
+        net = freeze_unused(make_model(), lam)
+        pooled = frozen and lam == 0 and net.takes_means
+        train, test = part(fold.train, pooled), part(fold.test, pooled)
+        valid = part(fold.valid, pooled) if len(fold.valid) else None
+        result = fit(net, train, valid, mtl_loss(lam), accuracy_metrics(n_classes), config, collate_fn=train.collate)
+        net = result.model
+        y_pred, _ = predict(net, test, precision=fit_precision(config))
+        # at lambda 0 the phoneme head never trained: nothing to decode
+        decoded = decode_phonemes(net, test, precision=fit_precision(config)) if lam > 0 else None
+        out.append((lam, y_pred, result, decoded, net.layer_weights().detach().cpu()))
+    return out
 
 
 def lambda_sweep(
@@ -104,64 +169,47 @@ def lambda_sweep(
     which gives the emotion head exactly the input it would compute from the frames (see
     `PhonemeMTL.forward`) at a fraction of the cost, unless the model has a shared block (not
     `takes_means`): then it trains on frames. Otherwise `inputs` are the backbone's raw inputs.
-    `method(lambda)` names each run in the tables.
+    `method(lambda)` names each run in the tables. The folds are spread over the CPU's cores
+    (`serlib.parallel`; `make_model` must then be picklable, e.g. a `ModelSpec`).
     """
     out = Collector()
     phones, weights = [], []
-    y, n_classes = np.asarray(corpus.labels()), len(corpus.classes)
+    y = np.asarray(corpus.labels())
     utt_ids = corpus.manifest["utt_id"].to_numpy()
-    bar = progress_bar(len(folds) * len(lambdas), "folds x lambdas", progress)
-    for fold in folds:
-        frames = standardised_frames(inputs, fold.train) if frozen else inputs
-        means = torch.stack([f.mean(dim=-2) for f in frames]) if frozen else None
-
-        def part(rows, pooled: bool):
-            if pooled:
-                return FeatureDataset(means[rows], y[rows])
-            return PhonemeDataset(select_rows(frames, rows), y[rows], [targets.labels[i] for i in rows], packed=frozen)
-
-        for lam in lambdas:
-            seed_everything(config.seed)
-            net = freeze_unused(make_model(), lam)
-            pooled = frozen and lam == 0 and net.takes_means
-            train, test = part(fold.train, pooled), part(fold.test, pooled)
-            valid = part(fold.valid, pooled) if len(fold.valid) else None
-            result = fit(net, train, valid, mtl_loss(lam), accuracy_metrics(n_classes), config,
-                         collate_fn=train.collate)
-            net = result.model
-            y_pred, _ = predict(net, test, precision=fit_precision(config))
+    jobs = [(inputs, targets, y, len(corpus.classes), fold, lambdas, make_model, config, frozen) for fold in folds]
+    fits = run_jobs(sweep_fold, jobs, f"{corpus.name}: folds (all lambdas each)", config.device, progress)
+    for fold, runs in zip(folds, fits):
+        for lam, y_pred, result, decoded, fusion in runs:
             keys = {"lambda": lam, "seed": config.seed}
             out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=method(lam), **keys),
                     result, corpus=corpus.name, protocol=protocol, model=model, method=method(lam), fold=fold.name,
                     **keys)
-            if lam > 0:  # at lambda 0 the phoneme head never trained: nothing to score
-                tagged, classes = decode_phonemes(net, test, precision=fit_precision(config))
+            if decoded is not None:
+                tagged, classes = decoded
                 phones.append(pd.DataFrame({
-                    **keys, "fold": fold.name, "utt_id": utt_ids[fold.test], "emotion": y[fold.test],
+                    "corpus": corpus.name, **keys, "fold": fold.name, "utt_id": utt_ids[fold.test],
+                    "emotion": y[fold.test],
                     "reference": [label_string(targets.labels[i], targets.names) for i in fold.test],
                     "hypothesis": [label_string(d, targets.names) for d in tagged],
                     "class_reference": [" ".join(targets.classes[i]) for i in fold.test],
                     "class_hypothesis": [" ".join(PHONEME_CLASSES[k - 1] for k in d) for d in classes]}))
-            weights += [{**keys, "fold": fold.name, "state": k, "weight": float(w)}
-                        for k, w in enumerate(net.layer_weights().detach().cpu())]
-            bar.update(1)
-        frames = means = None  # free this fold's float32 copy before the next one is made
-    bar.close()
+            weights += [{"corpus": corpus.name, **keys, "fold": fold.name, "state": k, "weight": float(w)}
+                        for k, w in enumerate(fusion)]
     phones = pd.concat(phones, ignore_index=True) if phones else pd.DataFrame(
-        columns=["lambda", "seed", "fold", "utt_id", "emotion", "reference", "hypothesis", "class_reference",
+        columns=["corpus", "lambda", "seed", "fold", "utt_id", "emotion", "reference", "hypothesis", "class_reference",
                  "class_hypothesis"])
     return SweepResult(**vars(out.result()), phonemes=phones, layer_weights=pd.DataFrame(weights))
 
 
 def phoneme_scores(phonemes: pd.DataFrame) -> pd.DataFrame:
-    """Per (lambda, fold) and pooled over folds: the error rate of the tagged labels (class and emotion
-    must both be right), of the classes (decoded from the class posterior, tags summed out), and the
-    share of decoded tagged labels that carry the utterance's own emotion."""
+    """Per (corpus, lambda, fold) and pooled over folds: the error rate of the tagged labels (class and
+    emotion must both be right), of the classes (decoded from the class posterior, tags summed out),
+    and the share of decoded tagged labels that carry the utterance's own emotion."""
     rows = []
-    for lam, part in phonemes.groupby("lambda", sort=True):
+    for (corpus, lam), part in phonemes.groupby(["corpus", "lambda"], sort=True):
         for fold, sub in [*part.groupby("fold", sort=True), ("pooled", part)]:
             rows.append({
-                "lambda": lam, "fold": fold,
+                "corpus": corpus, "lambda": lam, "fold": fold,
                 "tagged label error rate": phoneme_error_rate(sub["reference"], sub["hypothesis"]),
                 "class error rate": phoneme_error_rate(sub["class_reference"], sub["class_hypothesis"]),
                 "emotion tag accuracy": emotion_tag_accuracy(sub["hypothesis"], sub["emotion"]),

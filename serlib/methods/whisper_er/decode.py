@@ -46,8 +46,9 @@ def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tens
     if len({len(p) for p in prefixes}) != 1:
         raise ValueError("all prefixes of a batch must have the same length")
     device = encoder_mask.device
-    cross = encoder if isinstance(encoder, CrossKV) else cross_attention_kv(model, encoder)
-    enc, enc_mask = cross.repeat_interleave(beam), encoder_mask.repeat_interleave(beam, dim=0)
+    # the beams of an utterance share its cross-attention keys and values (see `_cross_attention`)
+    enc = encoder if isinstance(encoder, CrossKV) else cross_attention_kv(model, encoder)
+    enc_mask = encoder_mask
     tokens = torch.tensor(prefixes, device=device).repeat_interleave(beam, dim=0)
     cache = DecoderCache()
     logits = decoder_logits(model, tokens, enc, enc_mask, cache, fp32_logits=True)[:, -1]

@@ -8,11 +8,21 @@ from torch import nn
 from ...heads.pooling import checks_are_free
 
 
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """-log P(label) per position [B, T] (0 where the label is -100), in float32.
+
+    Computed over rows of the [B * T, V] logits, whose vocabulary is the contiguous axis: cross
+    entropy over the class axis of the transposed [B, V, T] view made a copy and a strided softmax,
+    twice as slow on CPU for a transcript's worth of positions.
+    """
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    nll = nn.functional.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="none")
+    return nll.view(labels.shape)
+
 
 def stl_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Equation 5: L = -sum_i log P(y_i | X) over the scored tokens of each utterance, batch mean."""
-    nll = nn.functional.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=-100, reduction="none")
-    return nll.sum(dim=1).mean()
+    return token_nll(logits, labels).sum(dim=1).mean()
 
 
 def serial_mtl_loss(logits: torch.Tensor, labels: torch.Tensor, task: torch.Tensor, n_tasks: int) -> torch.Tensor:
@@ -22,7 +32,7 @@ def serial_mtl_loss(logits: torch.Tensor, labels: torch.Tensor, task: torch.Tens
     transcript does not outweigh the single gender or emotion token. `<|endoftext|>` belongs to
     the last task (see `target_tokens`). With one task this is the STL loss divided by I.
     """
-    nll = nn.functional.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=-100, reduction="none")
+    nll = token_nll(logits, labels)
     total = torch.zeros(labels.shape[0], device=logits.device)
     for t in range(n_tasks):
         member = (task == t) & (labels != -100)

@@ -224,6 +224,21 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     return torch.matmul(nn.functional.dropout(weights, p=dropout, training=training), v)
 
 
+def _cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float,
+                     training: bool) -> torch.Tensor:
+    """`_attention` where `q` may hold n rows per encoder row (beams of one utterance, consecutive):
+    [n * B, heads, T, d] against keys and values [B, heads, S, d]. The n rows become n * T queries of
+    their utterance, so its keys and values are read once rather than copied per beam (beam search's
+    cross-attention was bound by reading them)."""
+    n = q.shape[0] // k.shape[0]
+    if n == 1:
+        return _attention(q, k, v, mask, dropout, training)
+    b, heads, steps, d = k.shape[0], q.shape[1], q.shape[2], q.shape[3]
+    folded = q.view(b, n, heads, steps, d).transpose(1, 2).reshape(b, heads, n * steps, d)
+    out = _attention(folded, k, v, mask, dropout, training)
+    return out.view(b, heads, n, steps, d).transpose(1, 2).reshape(b * n, heads, steps, d)
+
+
 @dataclass
 class CrossKV:
     """Cross-attention keys and values of every decoder layer, kv [B, layers, 2, heads, S, head_dim].
@@ -360,7 +375,7 @@ def _decoder_layer(layer, i: int, h: torch.Tensor, causal: torch.Tensor, cross: 
     c = layer.encoder_attn
     x = layer.encoder_attn_layer_norm(h)
     q = _split_heads(c.q_proj(x) * c.scaling, c.num_heads)
-    x = c.out_proj(_merge_heads(_attention(q, *cross.layer(i, q.dtype), cross_mask, c.dropout, training)))
+    x = c.out_proj(_merge_heads(_cross_attention(q, *cross.layer(i, q.dtype), cross_mask, c.dropout, training)))
     h = h + nn.functional.dropout(x, p=layer.dropout, training=training)
     x = layer.activation_fn(layer.fc1(layer.final_layer_norm(h)))
     x = layer.fc2(nn.functional.dropout(x, p=layer.activation_dropout, training=training))
