@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -46,8 +47,11 @@ def worker_count(jobs: int, device: str = "cpu") -> int:
     return max(1, min(cores, jobs))
 
 
-def _one_thread() -> None:
+def _worker_start() -> None:
+    """One thread per worker; Ctrl-C and a kernel's shutdown interrupt reach the parent, which ends
+    the workers (an interrupted idle worker only printed a traceback)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple], desc: str, device: str = "cpu",
@@ -84,7 +88,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     worker's start and imports take seconds); they end with this process."""
     pool = _pools.get(workers)
     if pool is None or getattr(pool, "_broken", False):
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+        # A Jupyter kernel ends its child processes itself when it shuts down, before this process
+        # can end the pool, and multiprocessing's resource tracker (a process started with the pool,
+        # reading this environment) then warns about the pool's queue locks it removes: expected here.
+        quiet = "ignore:resource_tracker:UserWarning"
+        if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+            os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
         _pools[workers] = pool
-        atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+        atexit.register(pool.shutdown, wait=True, cancel_futures=True)
     return pool
