@@ -254,9 +254,6 @@ class CrossKV:
         """Keys and values [B, heads, S, head_dim] of layer `i`, in `dtype`."""
         return self.kv[:, i, 0].to(dtype), self.kv[:, i, 1].to(dtype)
 
-    def repeat_interleave(self, n: int) -> "CrossKV":
-        return CrossKV(self.kv.repeat_interleave(n, dim=0))
-
     def to(self, *args, **kwargs) -> "CrossKV":  # lets accelerate move batches holding it
         return CrossKV(self.kv.to(*args, **kwargs))
 
