@@ -129,8 +129,8 @@ class ModelSpec:
 def sweep_fold(inputs: Sequence[torch.Tensor], targets: PhonemeTargets, y: np.ndarray, n_classes: int, fold: Fold,
                lambdas: Sequence[float], make_model: Callable[[], PhonemeMTL], config: TrainConfig,
                frozen: bool) -> list:
-    """Every lambda on one fold: [(lambda, test predictions, TrainResult, tagged and class decodings
-    of the phoneme head or None at lambda 0, fusion weights)]. A job of `serlib.parallel`."""
+    """Every lambda on one fold: [(lambda, test predictions, TrainResult without its model, tagged and
+    class decodings of the phoneme head or None at lambda 0, fusion weights)]. A job of `serlib.parallel`."""
     frames = standardised_frames(inputs, fold.train) if frozen else inputs
     means = torch.stack([f.mean(dim=-2) for f in frames]) if frozen else None
 
@@ -151,7 +151,9 @@ def sweep_fold(inputs: Sequence[torch.Tensor], targets: PhonemeTargets, y: np.nd
         y_pred, _ = predict(net, test, precision=fit_precision(config))
         # at lambda 0 the phoneme head never trained: nothing to decode
         decoded = decode_phonemes(net, test, precision=fit_precision(config)) if lam > 0 else None
-        out.append((lam, y_pred, result, decoded, net.layer_weights().detach().cpu()))
+        # the run record needs no model: dropping it keeps one model alive at a time (a fine-tuned
+        # backbone per fold and lambda would otherwise pile up on the GPU) and nothing large to send back
+        out.append((lam, y_pred, dataclasses.replace(result, model=None), decoded, net.layer_weights().detach().cpu()))
     return out
 
 
