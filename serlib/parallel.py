@@ -1,15 +1,19 @@
-"""Many small independent CPU fits on every core: one single-threaded worker process per core.
+"""Many small independent CPU fits on every core: one worker process per core (or per `threads`).
 
 Small heads train fastest on one thread (two threads that wait on each other cost more than they
 gain, measured on a shared 2-core machine), so a sweep of such fits run one after another leaves all
-cores but one idle. `run_jobs` runs them in worker processes, one thread each, and returns their
-results in job order. Workers are spawned (a fresh interpreter: no forked OpenMP or CUDA state) and
-every job seeds itself, so the results equal those of the same jobs run one by one here.
+cores but one idle. `run_jobs` runs them in worker processes, each with the caller's thread count,
+and returns their results in job order. Workers are spawned (a fresh interpreter: no forked OpenMP
+or CUDA state), every job seeds itself and runs on as many threads as it would here, so the results
+equal those of the same jobs run one by one in this process.
 
-The job function must be importable (a module-level function of serlib) and its arguments and
-result picklable; each job's arguments travel to a worker, so jobs should carry features of modest
-size (pooled vectors, not frame sequences). One worker (one core, a GPU, several launched processes,
-or SERLIB_WORKERS=1) runs the jobs in this process.
+Jobs and results travel as plain pickled bytes through the pool's pipe, not as torch's shared-memory
+tensors: those hold one open file per tensor while a process keeps it (a sweep returning models, or
+sending one tensor per utterance, then exceeds the usual limit of 1,024 open files) and need a large
+/dev/shm (64 MB in a default Docker container). Each job's arguments are copied to its worker, so at
+most `workers + 1` jobs are prepared at a time. The job function must be importable (a module-level
+function of serlib). One worker (one core, a GPU, several launched processes, or SERLIB_WORKERS=1)
+runs the jobs in this process.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import pickle
 import signal
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -28,56 +34,88 @@ from .distributed import launched
 from .progress import progress_bar
 from .training.runtime import resolve_device
 
-ENV = "SERLIB_WORKERS"  # worker processes for CPU sweeps; unset: one per core
+ENV = "SERLIB_WORKERS"  # worker processes for CPU sweeps; unset: one per core (per `threads` cores)
 
 
-def worker_count(jobs: int, device: str = "cpu") -> int:
-    """Workers for `jobs` small fits on `device`: one per core on a CPU (at most one per job, and
-    `$SERLIB_WORKERS` if set), else 1; `device` as a profile gives it (auto resolves here)."""
+def worker_count(jobs: int, device: str = "cpu", threads: int = 1) -> int:
+    """Workers for `jobs` small fits of `threads` threads each on `device`: cores // threads on a CPU
+    (at most one per job; `$SERLIB_WORKERS` if set), else 1; `device` as a profile gives it (auto
+    resolves here)."""
     device = resolve_device(device) if str(device or "auto").lower() == "auto" else str(device).lower()
     if device != "cpu" or launched() or jobs < 2:
         return 1
     wanted = os.environ.get(ENV)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = cores // max(1, threads)
     if wanted:
         try:
-            cores = int(wanted)
+            workers = int(wanted)
         except ValueError:
             raise ValueError(f"{ENV}={wanted!r} is not a number of worker processes") from None
-    return max(1, min(cores, jobs))
+    return max(1, min(workers, jobs))
 
 
 def _worker_start() -> None:
-    """One thread per worker; Ctrl-C and a kernel's shutdown interrupt reach the parent, which ends
-    the workers (an interrupted idle worker only printed a traceback)."""
-    torch.set_num_threads(1)
+    """Ctrl-C and a kernel's interrupt go to the parent, which then ends the workers (`_end_pool`);
+    an interrupted worker would only print a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _call(payload: bytes, threads: int) -> bytes:
+    """Run one pickled job (fn, args) in a worker on `threads` threads; its result pickled."""
+    torch.set_num_threads(threads)
+    fn, args = pickle.loads(payload)
+    return pickle.dumps(fn(*args), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _payload(fn: Callable, job: tuple) -> bytes:
+    try:
+        return pickle.dumps((fn, tuple(job)), protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        raise TypeError(f"a job of {getattr(fn, '__name__', fn)!r} cannot go to a worker process: {e}. The job "
+                        f"function must be a module-level function and its arguments picklable (no lambdas); "
+                        f"{ENV}=1 runs the jobs in this process") from e
+
+
 def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple], desc: str, device: str = "cpu",
-             progress: bool = True) -> list:
-    """`[fn(*job) for job in jobs]`, in worker processes when there is more than one core to use."""
-    workers = worker_count(len(jobs), device)
+             progress: bool = True, threads: int | None = None) -> list:
+    """`[fn(*job) for job in jobs]`, in worker processes when there is more than one to use; every job
+    runs on `threads` threads (None: this process's current count), here or in a worker."""
+    threads = threads or torch.get_num_threads()
+    workers = worker_count(len(jobs), device, threads)
     bar = progress_bar(len(jobs), f"{desc} ({workers} process{'es' if workers > 1 else ''})", progress)
     try:
         if workers == 1:
-            out = []
-            for job in jobs:
-                out.append(fn(*job))
-                bar.update(1)
-            return out
-        futures = [_pool(workers).submit(fn, *job) for job in jobs]
+            return _run_here(fn, jobs, threads, bar)
+        pool, pending, out = _pool(workers), deque(), []
         try:
-            for future in futures:  # in job order; a failed job raises here with its own traceback
-                future.result()
+            for job in jobs:  # at most workers + 1 prepared jobs at a time (each a copy of its inputs)
+                pending.append(pool.submit(_call, _payload(fn, job), threads))
+                if len(pending) > workers:
+                    out.append(pickle.loads(pending.popleft().result()))  # a failed job raises here
+                    bar.update(1)
+            while pending:
+                out.append(pickle.loads(pending.popleft().result()))
                 bar.update(1)
         except BaseException:
-            for future in futures:
-                future.cancel()
+            _end_pool(workers)  # jobs already in the workers would otherwise run on after Ctrl-C
             raise
-        return [future.result() for future in futures]
+        return out
     finally:
         bar.close()
+
+
+def _run_here(fn: Callable, jobs: Sequence[tuple], threads: int, bar) -> list:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = []
+        for job in jobs:
+            out.append(fn(*job))
+            bar.update(1)
+        return out
+    finally:
+        torch.set_num_threads(before)
 
 
 _pools: dict[int, ProcessPoolExecutor] = {}
@@ -98,3 +136,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         _pools[workers] = pool
         atexit.register(pool.shutdown, wait=True, cancel_futures=True)
     return pool
+
+
+def _end_pool(workers: int) -> None:
+    """Stop a pool's workers now, running jobs included (after a failure or an interrupt)."""
+    pool = _pools.pop(workers, None)
+    if pool is None:
+        return
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -111,7 +111,6 @@ def cross_entropy_loss(model, batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def predict(model, dataset: FeatureDataset, batch_size: int = 64, precision: str = "no") -> tuple[np.ndarray, np.ndarray]:
     """(predicted class indices, class probabilities) for every item, in order; `precision` (a
     resolved name) the autocast the model was validated under, so test and validation compute alike."""

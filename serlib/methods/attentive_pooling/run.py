@@ -31,7 +31,9 @@ def fit_folds(X, y: np.ndarray, folds: Sequence[Fold], n_classes: int, pooling: 
               config: TrainConfig, num_layers: int | None = None) -> list:
     """One seeded head per fold on the same inputs: [(test predictions, TrainResult, parameters)].
 
-    A job of `serlib.parallel`: the inputs travel once to a worker for all their folds."""
+    A job of `serlib.parallel`: `pooling_comparison` sends one fold per job (attentive heads cost
+    far more than mean pooling, and small jobs keep every core busy), `layer_study` one layer's
+    inputs with all its folds (the inputs are copied to a worker once per layer)."""
     out = []
     for fold in folds:
         seed_everything(config.seed)
@@ -58,7 +60,8 @@ def pooling_comparison(corpus: PreparedCorpus, inputs: dict[str, object], folds:
     # small jobs keep both cores busy to the end
     jobs = [(inputs["mean" if method == "mean" else "frames"], y, [fold], n_classes, method, head, config)
             for _, fold in every for method in methods]
-    fits = iter(run_jobs(fit_folds, jobs, f"{corpus.name}: pooling heads", config.device))
+    fits = iter(run_jobs(fit_folds, jobs, f"{corpus.name}: pooling heads", config.device,
+                          progress=config.progress))
     out = Collector()
     for protocol, fold in every:
         for method in methods:
@@ -96,7 +99,8 @@ def layer_study(corpus: PreparedCorpus, protocol: str, folds: list[Fold], n_stat
             for layer in layers]
     out = Collector()
     weights = []
-    for layer, fits in zip(layers, run_jobs(fit_folds, jobs, f"{corpus.name}: one head per layer", config.device)):
+    for layer, fits in zip(layers, run_jobs(fit_folds, jobs, f"{corpus.name}: one head per layer",
+                                                 config.device, progress=config.progress)):
         for fold, (y_pred, result, parameters) in zip(folds, fits):
             out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=str(layer),
                                     layer=layer), result, corpus=corpus.name, protocol=protocol, model=model,

@@ -48,10 +48,9 @@ def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tens
     device = encoder_mask.device
     # the beams of an utterance share its cross-attention keys and values (see `_cross_attention`)
     enc = encoder if isinstance(encoder, CrossKV) else cross_attention_kv(model, encoder)
-    enc_mask = encoder_mask
     tokens = torch.tensor(prefixes, device=device).repeat_interleave(beam, dim=0)
     cache = DecoderCache()
-    logits = decoder_logits(model, tokens, enc, enc_mask, cache, fp32_logits=True)[:, -1]
+    logits = decoder_logits(model, tokens, enc, encoder_mask, cache, fp32_logits=True)[:, -1]
     scores = torch.full((b, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
     finished = torch.zeros(b * beam, dtype=torch.bool, device=device)
@@ -73,7 +72,7 @@ def beam_search(model, encoder: torch.Tensor | CrossKV, encoder_mask: torch.Tens
         cache.reorder(source)
         if bool(finished.all()):
             break
-        logits = decoder_logits(model, token[:, None], enc, enc_mask, cache, fp32_logits=True)[:, -1]
+        logits = decoder_logits(model, token[:, None], enc, encoder_mask, cache, fp32_logits=True)[:, -1]
     out = []
     lengths = []
     for row in generated.tolist():

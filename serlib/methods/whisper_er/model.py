@@ -231,6 +231,8 @@ def _cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     their utterance, so its keys and values are read once rather than copied per beam (beam search's
     cross-attention was bound by reading them)."""
     n = q.shape[0] // k.shape[0]
+    if n * k.shape[0] != q.shape[0]:
+        raise ValueError(f"{q.shape[0]} query rows for {k.shape[0]} encoder rows: not a whole number of beams each")
     if n == 1:
         return _attention(q, k, v, mask, dropout, training)
     b, heads, steps, d = k.shape[0], q.shape[1], q.shape[2], q.shape[3]
