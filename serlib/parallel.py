@@ -88,15 +88,18 @@ def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple], desc: str, device: s
         if workers == 1:
             return _run_here(fn, jobs, threads, bar)
         pool, pending, out = _pool(workers), deque(), []
+
+        def take_oldest() -> None:  # results in job order; a failed job raises here
+            out.append(pickle.loads(pending.popleft().result()))
+            bar.update(1)
+
         try:
             for job in jobs:  # at most workers + 1 prepared jobs at a time (each a copy of its inputs)
                 pending.append(pool.submit(_call, _payload(fn, job), threads))
                 if len(pending) > workers:
-                    out.append(pickle.loads(pending.popleft().result()))  # a failed job raises here
-                    bar.update(1)
+                    take_oldest()
             while pending:
-                out.append(pickle.loads(pending.popleft().result()))
-                bar.update(1)
+                take_oldest()
         except BaseException:
             _end_pool(workers)  # jobs already in the workers would otherwise run on after Ctrl-C
             raise

@@ -40,8 +40,8 @@ def cross_corpus(pairs: Mapping[str, PairData], methods: Sequence[str], seeds: S
     jobs = [(d, method, seed, train, device, model) for d in pairs.values() for method in methods for seed in seeds]
     out = Collector()
     pseudo, thresholds = [], []
-    for (d, method, seed, *_), run in zip(jobs, run_jobs(one_run, jobs, "cross-corpus runs", device,
-                                                                threads=1)):  # fit_uda trains on one thread
+    runs = run_jobs(one_run, jobs, "cross-corpus runs", device, threads=1)  # fit_uda trains on one thread
+    for (d, method, seed, *_), run in zip(jobs, runs):
         predictions, record, history, labels, threshold, net = run
         out.predictions.append(predictions)
         out.runs.append(record)
