@@ -7,6 +7,7 @@ import pytest
 from serlib.bench import steps as bench_steps
 from serlib.bench.steps import StepCase, run_step_bench
 from serlib.encoders.backbones import ct2_files
+from serlib.study.params import notebook_params
 
 
 def test_floor_is_flops_over_the_measured_gemm_rate(monkeypatch):
@@ -32,3 +33,16 @@ def test_every_method_of_the_study_has_a_timed_step(data_root, splits_root, monk
         with bench_steps.thread_count(case.threads):
             assert case.flops() > 0, case.method
             assert 0 < case.seconds_per_step("no", 1, 1) < 60, case.method
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke", "full"])
+def test_every_notebook_of_a_profile_has_ravdess_batches_to_time(profile):
+    # the default 03 runs EmoDB only: the benchmark then takes the catalogue's RAVDESS entry
+    for notebook in ("01_baselines", "02_whisper_er", "03_serial_mtl", "04_phoneme_mtl", "05_cross_corpus"):
+        params = notebook_params(profile, notebook)
+        assert params["corpora"][bench_steps.ravdess_selection(params)]["loader"] == "ravdess", notebook
+
+
+def test_a_catalogue_without_ravdess_is_refused_by_name():
+    with pytest.raises(ValueError, match="no RAVDESS entry"):
+        bench_steps.ravdess_selection({"protocols": {"urdu": "x"}, "corpora": {"urdu": {"loader": "urdu"}}})

@@ -25,7 +25,7 @@ from ...data.phonemes import PHONEME_CLASSES
 from ...data.prepare import PreparedCorpus
 from ...encoders.backbones import load_ssl, load_whisper, whisper_size
 from ...encoders.encoding import log_mel
-from ...parallel import run_jobs
+from ...parallel import run_jobs, worker_count
 from ...progress import progress_bar
 from ...training.classify import FeatureDataset, accuracy_metrics, fit_precision, predict, select_rows
 from ...training.precision import autocast
@@ -171,16 +171,22 @@ def lambda_sweep(
     which gives the emotion head exactly the input it would compute from the frames (see
     `PhonemeMTL.forward`) at a fraction of the cost, unless the model has a shared block (not
     `takes_means`): then it trains on frames. Otherwise `inputs` are the backbone's raw inputs.
-    `method(lambda)` names each run in the tables. The folds are spread over the CPU's cores
-    (`serlib.parallel`; `make_model` must then be picklable, e.g. a `ModelSpec`).
+    `method(lambda)` names each run in the tables. The runs are spread over the CPU's cores
+    (`serlib.parallel`; `make_model` must then be picklable, e.g. a `ModelSpec`): each fold's lambdas
+    in as many groups as there are workers, so that one fold (or an odd number) keeps every core busy;
+    every run seeds itself, so the grouping changes no result.
     """
     out = Collector()
     phones, weights = [], []
     y = np.asarray(corpus.labels())
     utt_ids = corpus.manifest["utt_id"].to_numpy()
-    jobs = [(inputs, targets, y, len(corpus.classes), fold, lambdas, make_model, config, frozen) for fold in folds]
-    fits = run_jobs(sweep_fold, jobs, f"{corpus.name}: folds (all lambdas each)", config.device, progress)
-    for fold, runs in zip(folds, fits):
+    workers = worker_count(len(folds) * len(lambdas), config.device, torch.get_num_threads())
+    groups = [[lambdas[i] for i in g] for g in np.array_split(np.arange(len(lambdas)), min(workers, len(lambdas)))]
+    jobs = [(inputs, targets, y, len(corpus.classes), fold, group, make_model, config, frozen)
+            for fold in folds for group in groups]
+    fits = run_jobs(sweep_fold, jobs, f"{corpus.name}: folds x lambda groups", config.device, progress)
+    per_fold = [sum(fits[i * len(groups):(i + 1) * len(groups)], []) for i in range(len(folds))]
+    for fold, runs in zip(folds, per_fold):
         for lam, y_pred, result, decoded, fusion in runs:
             keys = {"lambda": lam, "seed": config.seed}
             out.add(prediction_rows(corpus, fold, y_pred, protocol=protocol, model=model, method=method(lam), **keys),
