@@ -129,7 +129,7 @@ class ModelSpec:
 def sweep_fold(inputs: Sequence[torch.Tensor], targets: PhonemeTargets, y: np.ndarray, n_classes: int, fold: Fold,
                lambdas: Sequence[float], make_model: Callable[[], PhonemeMTL], config: TrainConfig,
                frozen: bool) -> list:
-    """Every lambda on one fold: [(lambda, test predictions, TrainResult without its model, tagged and
+    """Each of `lambdas` on one fold: [(lambda, test predictions, TrainResult without its model, tagged and
     class decodings of the phoneme head or None at lambda 0, fusion weights)]. A job of `serlib.parallel`."""
     frames = standardised_frames(inputs, fold.train) if frozen else inputs
     means = torch.stack([f.mean(dim=-2) for f in frames]) if frozen else None
