@@ -18,7 +18,7 @@ def _blobs(n: int = 60, dim: int = 16):
 
 @pytest.mark.parametrize("exact", [True, False])
 def test_umap_is_repeatable_and_keeps_two_far_groups_apart(exact, monkeypatch):
-    if not exact:  # umap's own neighbour search, as for large corpora
+    if not exact:  # the raw features to umap itself (its path for 4,096 points or more)
         monkeypatch.setattr(plots, "EXACT_UMAP_POINTS", 0)
     x, second = _blobs()
     xy = plots.umap_xy(x, n_neighbors=10, min_dist=0.1, seed=0)
