@@ -302,6 +302,28 @@ def test_validation_speakers():
     assert all(len(f.valid) == 0 for f in make_folds(m, {"kind": "speaker", "valid": "none"}))
 
 
+def test_validation_speakers_take_both_genders_in_turn():
+    """Two or more validation speakers cover both genders whatever the seed (one gender would let
+    gender recognition validate at 100 % by always naming it); the seeded draw still decides who."""
+    speakers = {f"m{i}": 5 for i in range(5)} | {f"f{i}": 5 for i in range(5)}
+    m = toy(speakers)
+    m["gender"] = np.where(m["speaker"].str.startswith("m"), "male", "female")
+    chosen = set()
+    for seed in range(12):
+        for fold in make_folds(m, {"kind": "speaker", "speakers_per_fold": 2, "valid_speakers": 2, "seed": seed}):
+            valid = m.iloc[fold.valid]
+            assert set(valid["gender"]) == {"male", "female"} and valid["speaker"].nunique() == 2
+            _check_partition(m, fold)
+            chosen.add(frozenset(valid["speaker"]))
+        fold = make_folds(m, {"kind": "speaker_groups", "k": 5, "valid": 0.3, "seed": seed})[0]
+        assert set(m.iloc[fold.valid]["gender"]) == {"male", "female"}  # 3 of the 8 training speakers
+    assert len(chosen) > 5  # not always the same pair
+    # no genders known: the seeded order as it was, so corpora without gender keep their folds
+    plain = toy(speakers)
+    folds = make_folds(plain, {"kind": "speaker", "speakers_per_fold": 2, "valid_speakers": 2, "seed": 1})
+    assert any(len({s[0] for s in _speakers(plain, f.valid)}) == 1 for f in folds)
+
+
 def test_speaker_kinds_refuse_rows_without_speaker(tmp_path):
     write_audio(tmp_path / "a.wav")
     write_audio(tmp_path / "b.wav")
