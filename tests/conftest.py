@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real corpora are (skip with a reason when they are not)."""
+"""Shared fixtures: where the real corpora are (skip with a reason when they are not), and a cache of the suite's own."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_cache(tmp_path_factory):
+    """The suite's converted weights and feature cache live in a folder of its own, never in the
+    checkout's cache/ (or the user's $SERLIB_CACHE): the smoke runs encode a few utterances per
+    speaker in other batches than the study does, one fp16 step apart, and `make study` after
+    `make test` reused them, which moved its early-stopping points (ead26c6: SerialMTL's EmoDB
+    results differed between a checkout tested first and one that was not)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SERLIB_CACHE", str(tmp_path_factory.mktemp("serlib-cache")))
+    yield
+    patch.undo()
 
 
 def real_data_root() -> Path | None:
